@@ -1,0 +1,69 @@
+# embedft: fine-tune text-embedding models with hard-negative mining and MultipleNegativesRankingLoss.
+# Every target creates .venv on first use; `make help` lists them.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is installed first so pip never pulls a multi-GB CUDA build by accident. For a GPU machine pick the
+# matching build, e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128".
+TORCH_SPEC ?= torch==2.13.0
+CONFIG ?= configs/run_embedding_mnrl.yaml
+SET ?=
+MODEL ?=
+TEXT ?=
+FILE ?=
+CORPUS ?=
+TOP_K ?= 5
+TB_PORT ?=
+PYTEST_ARGS ?=
+
+# eval/infer use the evaluated run's own config unless CONFIG is given on the command line or in the environment.
+CONFIG_IF_GIVEN = $(if $(filter command line environment environment override,$(origin CONFIG)),--config $(CONFIG))
+
+.DEFAULT_GOAL := help
+.PHONY: help setup setup-embed-dirs train-embed train-embed-tb eval-embed infer-embed test lint config-reference
+
+help: ## List the targets
+	@echo "embedft make targets (CONFIG=path picks a config, SET=\"key=value ...\" overrides keys):"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(VENV)/.installed ## Create .venv and install embedft (torch first)
+
+setup-embed-dirs: $(VENV)/.installed ## Check the config and create output_dir (and cache_dir)
+	$(PY) scripts/show_config.py --make-dirs --config $(CONFIG) $(SET)
+
+train-embed: $(VENV)/.installed ## Mine hard negatives, train with MNRL, evaluate before/after
+	$(PY) scripts/train_embed.py --config $(CONFIG) $(SET)
+
+train-embed-tb: $(VENV)/.installed ## train-embed with TensorBoard serving the runs (TB_PORT=6006)
+	@outdir=$$($(PY) scripts/show_config.py --config $(CONFIG) $(SET) --get output_dir) || exit 2; \
+	port=$(if $(TB_PORT),$(TB_PORT),$$($(PY) scripts/show_config.py --config $(CONFIG) $(SET) --get tensorboard_port)); \
+	mkdir -p "$$outdir"; \
+	$(VENV)/bin/tensorboard --logdir "$$outdir" --port "$$port" --bind_all >"$$outdir/tensorboard-server.log" 2>&1 & \
+	echo "TensorBoard: http://localhost:$$port/ (pid $$!, log $$outdir/tensorboard-server.log; stop with: kill $$!)"; \
+	$(PY) scripts/train_embed.py --config $(CONFIG) $(SET) training.report_to=[tensorboard]
+
+eval-embed: $(VENV)/.installed ## Evaluate a model (MODEL=path, default: latest run's final model)
+	$(PY) scripts/eval_embed.py $(if $(MODEL),--model $(MODEL)) $(CONFIG_IF_GIVEN) $(SET)
+
+infer-embed: $(VENV)/.installed ## Top-k answers for TEXT="..." / FILE=path / stdin (MODEL, CORPUS, TOP_K)
+	$(PY) scripts/infer_embed.py $(if $(MODEL),--model $(MODEL)) $(if $(FILE),--file $(FILE)) \
+		$(if $(CORPUS),--corpus $(CORPUS)) --top-k $(TOP_K) $(CONFIG_IF_GIVEN) \
+		$(foreach s,$(SET),--set $(s)) $(if $(TEXT),"$(TEXT)")
+
+test: $(VENV)/.installed ## Run the test suite (offline, real models, a few minutes)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed ## ruff check and format check
+	$(VENV)/bin/ruff check src scripts tests
+	$(VENV)/bin/ruff format --check src scripts tests
+
+config-reference: $(VENV)/.installed ## Print every config key as a Markdown table
+	@$(PY) scripts/show_config.py --reference

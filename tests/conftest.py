@@ -1,0 +1,61 @@
+"""Shared fixtures. Every test runs offline, on the packaged MiniLM and packaged or generated data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ[variable] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+MINILM = "packaged:all-MiniLM-L6-v2"
+
+
+def run_script(script: str, *args: str, stdin: str | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run one of scripts/*.py as a user would, from the repository root."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        cwd=ROOT,
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The packaged all-MiniLM-L6-v2 on the CPU, loaded once."""
+    from embedft.models import load_model
+
+    return load_model(MINILM, "cpu")
+
+
+@pytest.fixture(scope="session")
+def faq_pairs():
+    """The packaged construction FAQ as a cleaned Dataset with query/answer columns."""
+    from embedft.data import clean_pairs, load_pairs
+
+    pairs, _ = clean_pairs(load_pairs("packaged:construction-faq"))
+    return pairs
+
+
+@pytest.fixture(scope="session")
+def small_splits(faq_pairs):
+    """60 FAQ pairs split 48/12, seeded."""
+    from embedft.data import sample_pairs, split_pairs
+
+    return split_pairs(sample_pairs(faq_pairs, 60, seed=3), 12, seed=3)

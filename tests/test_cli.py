@@ -1,0 +1,152 @@
+"""The commands as a user runs them: train, evaluate and infer end to end, and one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_script, write_jsonl
+
+SMALL_RUN = [
+    "sample_size=80",
+    "test_size=16",
+    "num_epochs=2",
+    "batch_size=16",
+    "training.eval_steps=4",
+    "training.save_steps=4",
+    "training.logging_steps=2",
+]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One real training run of the default config, shrunk to finish in about a minute."""
+    output_dir = tmp_path_factory.mktemp("outputs")
+    result = run_script("train_embed.py", *SMALL_RUN, f"output_dir={output_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output_dir, result
+
+
+def test_training_run_writes_metrics_model_config_and_events(finished_run):
+    output_dir, result = finished_run
+    run_dir = (output_dir / "latest").resolve()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for stage in ("baseline", "final"):
+        assert 0 <= metrics[stage]["triplet_accuracy"] <= 1
+    assert metrics["data"]["eval_pairs"] == 16 and metrics["data"]["train_pairs"] == 64
+    assert metrics["timings"]["total_seconds"] > 0
+    assert metrics["training"]["global_step"] == 8
+    assert [e["step"] for e in metrics["history"] if "triplet_accuracy" in e] == [4, 8]
+    assert (run_dir / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "checkpoint-8").is_dir()
+    assert "baseline" in result.stdout and "-> final" in result.stdout and str(run_dir) in result.stdout
+
+    from sentence_transformers.sentence_transformer import SentenceTransformer
+
+    assert SentenceTransformer(str(run_dir / "final")).encode(["a question"]).shape == (1, 384)
+
+
+def test_tensorboard_events_hold_loss_learning_rate_and_eval_metrics(finished_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    output_dir, _ = finished_run
+    events = EventAccumulator(str((output_dir / "latest" / "tensorboard").resolve()))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/learning_rate", "eval/triplet_cosine_accuracy", "eval/loss"} <= tags
+
+
+def test_eval_embed_reproduces_the_runs_final_and_baseline_scores(finished_run, tmp_path):
+    output_dir, _ = finished_run
+    metrics = json.loads((output_dir / "latest" / "metrics.json").read_text())
+    latest = run_script("eval_embed.py", f"output_dir={output_dir}", "--output", str(tmp_path / "eval.json"))
+    assert latest.returncode == 0, latest.stderr[-3000:]
+    scored = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    assert scored["triplet_accuracy"] == pytest.approx(metrics["final"]["triplet_accuracy"], abs=1e-6)
+
+    # The untouched base model, with the same data settings, scores the run's baseline.
+    base = run_script(
+        "eval_embed.py", "--model", "packaged:all-MiniLM-L6-v2", *SMALL_RUN, "--output", str(tmp_path / "base.json")
+    )
+    assert base.returncode == 0, base.stderr[-3000:]
+    scored = json.loads((tmp_path / "base.json").read_text())["metrics"]
+    assert scored["triplet_accuracy"] == pytest.approx(metrics["baseline"]["triplet_accuracy"], abs=1e-6)
+
+
+def test_infer_embed_ranks_answers_from_arguments_and_stdin(finished_run):
+    output_dir, _ = finished_run
+    question = "How long does it take to get a building permit?"
+    result = run_script("infer_embed.py", "--set", f"output_dir={output_dir}", "--top-k", "3", "--json", question)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = result.stdout.strip().splitlines()
+    hits = json.loads(line)["hits"]
+    assert len(hits) == 3 and hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+    assert "week" in hits[0]["text"].lower()
+
+    piped = run_script(
+        "infer_embed.py", "--set", f"output_dir={output_dir}", "--top-k", "1", stdin="what is a bygglov\n"
+    )
+    assert piped.returncode == 0, piped.stderr[-3000:]
+    assert "Query: what is a bygglov" in piped.stdout and "  1. " in piped.stdout
+
+
+def test_each_run_gets_its_own_folder_and_a_named_one_is_never_reused(finished_run):
+    output_dir, _ = finished_run
+    existing = (output_dir / "latest").resolve().name
+    result = run_script("train_embed.py", f"output_dir={output_dir}", f"run_name={existing}")
+    assert result.returncode == 2
+    assert "already exists and is never overwritten" in result.stderr
+
+
+def bad_data_file(tmp_path: Path, kind: str) -> str:
+    if kind == "missing column":
+        return str(write_jsonl(tmp_path / "pairs.jsonl", [{"question": "q", "answer": "a"}]))
+    if kind == "empty":
+        (tmp_path / "empty.jsonl").write_text("")
+        return str(tmp_path / "empty.jsonl")
+    if kind == "not utf-8":
+        (tmp_path / "latin1.jsonl").write_bytes(b'{"query": "caf\xe9", "answer": "x"}\n')
+        return str(tmp_path / "latin1.jsonl")
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["num_epoch=1"], "unknown config key 'num_epoch': did you mean 'num_epochs'?"),
+        (["batch_size=many"], "'batch_size' must be an integer, got 'many'"),
+        (["learning_rate=0"], "'learning_rate' must be greater than 0"),
+        (["test_size=600"], "test_size=600 must be smaller than the number of distinct questions (497)"),
+        (["model_name=./no/such/model"], "model_name './no/such/model' does not exist"),
+        (["model_name=google/embeddinggemma-300m"], "needs a network connection, or set model_name to a local path"),
+        (["dataset_name=ayushexel/xyneft"], "needs a network connection, or set dataset_name to a local path"),
+        (["dataset_name=missing.jsonl"], "data file missing.jsonl does not exist"),
+        (["dataset_name=<missing column>"], "column 'query' not found"),
+        (["dataset_name=<empty>"], "empty.jsonl is empty: it must hold (query, answer) pairs"),
+        (["dataset_name=<not utf-8>"], "is not UTF-8 text (line 1)"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, overrides, expected):
+    output_dir = tmp_path / "outputs"
+    resolved = []
+    for override in overrides:
+        if "=<" in override:
+            key, kind = override.split("=<")
+            override = f"{key}={bad_data_file(tmp_path, kind.rstrip('>'))}"
+        resolved.append(override)
+    result = run_script("train_embed.py", *resolved, f"output_dir={output_dir}", f"cache_dir={tmp_path / 'cache'}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1 and expected in error_lines[0], result.stderr[-2000:]
+    assert not output_dir.exists() or not any(output_dir.iterdir())
+
+
+def test_eval_and_infer_without_a_finished_run_say_what_to_do(tmp_path):
+    for script in ("eval_embed.py", "infer_embed.py"):
+        args = [f"output_dir={tmp_path}"] if script == "eval_embed.py" else ["--set", f"output_dir={tmp_path}", "q"]
+        result = run_script(script, *args)
+        assert result.returncode == 2
+        assert "run 'make train-embed' first" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,129 @@
+"""Data: loading from every source, cleaning, the seeded sample and split."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from embedft.data import clean_pairs, load_pairs, sample_pairs, split_pairs
+from embedft.errors import DataError
+from tests.conftest import write_jsonl
+
+
+def test_packaged_faq_has_503_english_pairs(faq_pairs):
+    assert len(faq_pairs) == 503
+    assert faq_pairs.column_names[:2] == ["query", "answer"]
+    assert "building permit" in " ".join(faq_pairs["query"][:5])
+
+
+def test_local_files_with_mapped_columns(tmp_path):
+    rows = [{"question": f"q{i}", "reply": f"a{i}", "split": "train"} for i in range(5)]
+    jsonl = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    from datasets import Dataset
+
+    Dataset.from_list(rows).to_csv(tmp_path / "pairs.csv")
+    Dataset.from_list(rows).to_parquet(tmp_path / "pairs.parquet")
+    for path in (jsonl, tmp_path / "pairs.csv", tmp_path / "pairs.parquet"):
+        pairs = load_pairs(str(path), query_column="question", answer_column="reply")
+        assert pairs.column_names == ["query", "answer", "split"]
+        assert pairs[0]["query"] == "q0" and pairs[0]["answer"] == "a0"
+
+
+def test_missing_column_names_the_columns_and_the_key(tmp_path):
+    path = write_jsonl(tmp_path / "pairs.jsonl", [{"question": "q", "answer": "a"}])
+    with pytest.raises(
+        DataError, match="column 'query' not found .* \\(columns: question, answer\\): set query_column"
+    ):
+        load_pairs(str(path))
+
+
+def test_missing_and_unsupported_files(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_pairs(str(tmp_path / "nope.jsonl"))
+    (tmp_path / "pairs.xml").write_text("<x/>")
+    with pytest.raises(DataError, match="unsupported extension '.xml'"):
+        load_pairs(str(tmp_path / "pairs.xml"))
+
+
+def test_not_utf8_file_is_a_data_error(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(b'{"query": "ok", "answer": "x"}\n{"query": "caf\xe9", "answer": "x"}\n')
+    with pytest.raises(DataError, match="is not UTF-8 text \\(line 2\\): save it as UTF-8"):
+        load_pairs(str(path))
+
+
+def test_malformed_json_line_is_named(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"query": "q", "answer": "a"}\n{"query": "q2", "answer": \n', encoding="utf-8")
+    with pytest.raises(DataError, match="line 2 is not valid JSON"):
+        load_pairs(str(path))
+
+
+def test_cleaning_drops_empty_and_duplicate_pairs_and_counts_them(tmp_path):
+    rows = [
+        {"query": "q1", "answer": "a1"},
+        {"query": " q1 ", "answer": "a1"},  # duplicate once stripped
+        {"query": "", "answer": "a2"},
+        {"query": "q3", "answer": None},
+        {"query": "q4", "answer": "a4"},
+    ]
+    pairs, stats = clean_pairs(load_pairs(str(write_jsonl(tmp_path / "p.jsonl", rows))))
+    assert pairs["query"] == ["q1", "q4"]
+    assert (stats.rows_in, stats.empty_dropped, stats.duplicates_dropped, stats.rows_out) == (5, 2, 1, 2)
+
+
+def test_cleaning_everything_away_is_an_error(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"query": " ", "answer": "a"}])
+    with pytest.raises(DataError, match="empty after cleaning"):
+        clean_pairs(load_pairs(str(path)))
+
+
+def test_split_is_identical_for_the_same_seed_and_differs_for_another(faq_pairs):
+    first = split_pairs(faq_pairs, 50, seed=12)
+    again = split_pairs(faq_pairs, 50, seed=12)
+    other = split_pairs(faq_pairs, 50, seed=13)
+    assert first["test"]["query"] == again["test"]["query"]
+    assert first["train"]["query"] == again["train"]["query"]
+    assert set(first["test"]["query"]) != set(other["test"]["query"])
+    assert len(set(first["test"]["query"])) == 50
+
+
+def test_split_keeps_all_answers_of_a_question_on_one_side():
+    from datasets import Dataset
+
+    pairs = Dataset.from_dict({"query": ["a", "a", "b", "c", "c", "d"], "answer": ["1", "2", "3", "4", "5", "6"]})
+    for seed in range(5):
+        splits = split_pairs(pairs, 2, seed)
+        assert not set(splits["train"]["query"]) & set(splits["test"]["query"])
+        assert len(splits["train"]) + len(splits["test"]) == 6
+
+
+def test_test_size_must_leave_training_data(faq_pairs):
+    with pytest.raises(DataError, match="must be smaller than the number of distinct questions"):
+        split_pairs(faq_pairs, len(faq_pairs), seed=1)
+
+
+def test_sample_is_seeded_and_larger_sample_uses_all(faq_pairs):
+    assert sample_pairs(faq_pairs, 40, 1)["query"] == sample_pairs(faq_pairs, 40, 1)["query"]
+    assert len(sample_pairs(faq_pairs, 40, 1)) == 40
+    assert len(sample_pairs(faq_pairs, 10_000, 1)) == len(faq_pairs)
+
+
+def test_hub_data_set_not_cached_fails_fast_offline(tmp_path):
+    started = time.perf_counter()
+    with pytest.raises(DataError, match="'someone/missing-set' is not in .* needs a network connection"):
+        load_pairs("someone/missing-set", cache_dir=str(tmp_path))
+    assert time.perf_counter() - started < 20
+
+
+def test_hub_data_set_loads_from_a_cache_laid_out_like_the_hub(tmp_path):
+    # What huggingface_hub leaves after downloading ayushexel/xyneft: blobs under snapshots/<commit>/.
+    repo = tmp_path / "datasets--ayushexel--xyneft"
+    snapshot = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    (snapshot / "data").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123456789abcdef0123456789abcdef01234567")
+    write_jsonl(snapshot / "data" / "train.jsonl", [{"query": f"q{i}", "answer": f"a{i}"} for i in range(4)])
+    pairs = load_pairs("ayushexel/xyneft", cache_dir=str(tmp_path))
+    assert pairs["query"] == ["q0", "q1", "q2", "q3"]

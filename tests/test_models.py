@@ -1,0 +1,52 @@
+"""Model resolution: packaged, local folder, hub cache, and fast clear failures offline."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from embedft.errors import ModelError
+from embedft.models import load_model, packaged_model_path, resolve_model_source, resolve_precision
+
+
+def test_packaged_model_is_a_local_folder():
+    path, local_only = resolve_model_source("packaged:all-MiniLM-L6-v2", None)
+    assert local_only and path.endswith("model")
+
+
+def test_missing_local_path_is_named(tmp_path):
+    with pytest.raises(ModelError, match="model_name './no/such/model' does not exist"):
+        resolve_model_source("./no/such/model", None)
+
+
+def test_hub_model_not_cached_fails_fast_offline(tmp_path):
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match="'google/embeddinggemma-300m' is not in .* needs a network connection"):
+        load_model("google/embeddinggemma-300m", "cpu", cache_dir=str(tmp_path))
+    assert time.perf_counter() - started < 20
+
+
+def test_hub_model_loads_from_a_cache_laid_out_like_the_hub(tmp_path):
+    # The layout huggingface_hub writes: models--org--name/{refs/main, snapshots/<commit>/<files>}.
+    commit = "8b3219a92973c328a8e22fadcfa821b5dc75636a"
+    repo = tmp_path / "models--sentence-transformers--all-MiniLM-L6-v2"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    source = __import__("pathlib").Path(packaged_model_path("packaged:all-MiniLM-L6-v2"))
+    for file in source.rglob("*"):
+        if file.is_file():
+            target = snapshot / file.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(file)
+    model = load_model("sentence-transformers/all-MiniLM-L6-v2", "cpu", cache_dir=str(tmp_path))
+    assert model.get_embedding_dimension() == 384
+
+
+def test_mixed_precision_on_cpu_warns_and_uses_fp32(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert resolve_precision(fp16=False, bf16=True, device="cpu") == (False, False)
+    assert "bf16 needs a CUDA GPU" in caplog.text
