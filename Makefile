@@ -16,12 +16,18 @@ CORPUS ?=
 TOP_K ?= 5
 TB_PORT ?=
 PYTEST_ARGS ?=
+RUN ?= outputs/latest
+DATA ?=
+SEEDS ?= 12 13
+BENCH_CONFIG ?= configs/bench-medquad.yaml
+BENCH_DIR ?= outputs/bench-quality
 
 # eval/infer use the evaluated run's own config unless CONFIG is given on the command line or in the environment.
 CONFIG_IF_GIVEN = $(if $(filter command line environment environment override,$(origin CONFIG)),--config $(CONFIG))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-embed-dirs train-embed train-embed-tb eval-embed infer-embed test lint config-reference
+.PHONY: help setup setup-embed-dirs train-embed train-embed-tb eval-embed infer-embed report bench-quality test lint \
+	config-reference
 
 help: ## List the targets
 	@echo "embedft make targets (CONFIG=path picks a config, SET=\"key=value ...\" overrides keys):"
@@ -57,6 +63,13 @@ infer-embed: $(VENV)/.installed ## Top-k answers for TEXT="..." / FILE=path / st
 	$(PY) scripts/infer_embed.py $(if $(MODEL),--model $(MODEL)) $(if $(FILE),--file $(FILE)) \
 		$(if $(CORPUS),--corpus $(CORPUS)) --top-k $(TOP_K) $(CONFIG_IF_GIVEN) \
 		$(foreach s,$(SET),--set $(s)) $(if $(TEXT),"$(TEXT)")
+
+report: $(VENV)/.installed ## Rebuild report.md and plots of a run (RUN=outputs/latest)
+	$(PY) scripts/report.py $(RUN)
+
+bench-quality: $(VENV)/.installed ## Quality benchmark: DATA=path/to/pairs.jsonl (SEEDS="12 13", BENCH_CONFIG, BENCH_DIR)
+	@test -n "$(DATA)" || { echo "error: give the data set, e.g. make bench-quality DATA=../shared/data/medquad/pairs.jsonl" >&2; exit 2; }
+	$(PY) scripts/bench_quality.py --data $(DATA) --config $(BENCH_CONFIG) --seeds $(SEEDS) --output-dir $(BENCH_DIR) $(SET)
 
 test: $(VENV)/.installed ## Run the test suite (offline, real models, a few minutes)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -41,19 +41,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is not None and Path(args.output).exists():
         raise OutputError(f"{args.output} already exists and is never overwritten: choose another --output")
 
-    from embedft.data import answer_pool, prepare_splits
-    from embedft.evaluation import build_evaluator, evaluate
+    from embedft.data import prepare_data
+    from embedft.evaluation import build_evaluator, build_retrieval_task, evaluate
     from embedft.mining import load_triplets, mine_evaluation_triplets
     from embedft.models import load_model, resolve_device
 
     device = resolve_device(config.device)
-    model = load_model(model_path, device, config.cache_dir, config.trust_remote_code, config.max_seq_length, "MODEL")
+    model = load_model(
+        model_path,
+        device,
+        config.cache_dir,
+        config.trust_remote_code,
+        config.max_seq_length,
+        "MODEL",
+        config.use_prompts,
+    )
+    data = prepare_data(config)
     saved_triplets = run_dir / "data" / "eval_triplets.jsonl" if run_dir is not None else None
     if saved_triplets is not None and saved_triplets.is_file() and args.config is None and not args.overrides:
         logger.info("Using the run's evaluation triplets: %s", saved_triplets)
         eval_triplets = load_triplets(saved_triplets)
     else:
-        splits, _ = prepare_splits(config)
         mining_model = load_model(
             config.mining_model_name,
             config.mining.device,
@@ -61,11 +69,24 @@ def main(argv: list[str] | None = None) -> int:
             config.trust_remote_code,
             config.max_seq_length,
             "mining_model_name",
+            config.use_prompts,
         )
         eval_triplets = mine_evaluation_triplets(
-            splits["test"], answer_pool(splits), mining_model, config.mining.batch_size, other_pairs=splits["train"]
+            data.splits["test"], data.corpus, mining_model, config.mining.batch_size, other_pairs=data.all_pairs
         )
-    metrics = evaluate(model, build_evaluator(eval_triplets, config.evaluation.batch_size))
+    retrieval = (
+        build_retrieval_task(data.splits["test"], data.all_pairs, data.corpus)
+        if config.evaluation.information_retrieval
+        else None
+    )
+    evaluator = build_evaluator(
+        eval_triplets,
+        retrieval,
+        config.evaluation.batch_size,
+        config.evaluation.matryoshka_dims,
+        model.get_embedding_dimension(),
+    )
+    metrics = evaluate(model, evaluator)
     result = {"model": model_path, "eval_triplets": len(eval_triplets), "metrics": metrics}
     if args.output is not None:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -32,22 +32,29 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
-    from embedft.data import answer_pool, prepare_splits
-    from embedft.evaluation import build_evaluator, evaluate
+    from embedft.data import prepare_data
+    from embedft.evaluation import build_evaluator, build_retrieval_task, evaluate, pair_similarities
     from embedft.mining import mine_evaluation_triplets, mine_training_triplets
     from embedft.models import load_model, resolve_device
     from embedft.outputs import FINAL_MODEL, create_run_dir, point_latest
-    from embedft.report import format_summary, write_json
+    from embedft.report import format_summary, write_json, write_report
     from embedft.training import save_model_atomically, train_model
 
-    # 1. Data: load, clean, sample, seeded split.
-    splits, cleaning = prepare_splits(config)
+    # 1. Data: load, clean, sample, split (seeded, or the data's own split), plus the retrieval pool.
+    data = prepare_data(config)
+    splits = data.splits
     timings["data_seconds"] = time.perf_counter() - started
 
     # 2. Models: the one we train, and the mining model on its own device (the CPU by default).
     device = resolve_device(config.device)
     model = load_model(
-        config.model_name, device, config.cache_dir, config.trust_remote_code, config.max_seq_length, "model_name"
+        config.model_name,
+        device,
+        config.cache_dir,
+        config.trust_remote_code,
+        config.max_seq_length,
+        "model_name",
+        config.use_prompts,
     )
     mining_model = load_model(
         config.mining_model_name,
@@ -56,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         config.trust_remote_code,
         config.max_seq_length,
         "mining_model_name",
+        config.use_prompts,
     )
 
     # Nothing is written before the inputs have all been checked.
@@ -68,19 +76,37 @@ def main(argv: list[str] | None = None) -> int:
     # 3. Hard-negative mining with the mining model.
     step_started = time.perf_counter()
     eval_triplets = mine_evaluation_triplets(
-        splits["test"], answer_pool(splits), mining_model, config.mining.batch_size, other_pairs=splits["train"]
+        splits["test"], data.corpus, mining_model, config.mining.batch_size, other_pairs=data.all_pairs
     )
-    train_triplets = mine_training_triplets(splits["train"], mining_model, config.mining, config.seed)
+    train_triplets = mine_training_triplets(
+        splits["train"], mining_model, config.mining, config.seed, extra_documents=data.extra_documents
+    )
     del mining_model
     train_triplets.to_json(run_dir / "data" / "train_triplets.jsonl", lines=True, force_ascii=False)
     eval_triplets.to_json(run_dir / "data" / "eval_triplets.jsonl", lines=True, force_ascii=False)
     timings["mining_seconds"] = time.perf_counter() - step_started
     logger.info("Mined %d training and %d evaluation triplets", len(train_triplets), len(eval_triplets))
 
-    # 4. Baseline evaluation.
-    evaluator = build_evaluator(eval_triplets, config.evaluation.batch_size)
+    # 4. Baseline evaluation: triplet accuracy and retrieval over the whole pool.
+    retrieval = (
+        build_retrieval_task(splits["test"], data.all_pairs, data.corpus)
+        if config.evaluation.information_retrieval
+        else None
+    )
+    evaluator = build_evaluator(
+        eval_triplets,
+        retrieval,
+        config.evaluation.batch_size,
+        config.evaluation.matryoshka_dims,
+        model.get_embedding_dimension(),
+    )
     step_started = time.perf_counter()
     baseline = evaluate(model, evaluator)
+    similarities = {
+        "baseline": pair_similarities(
+            model, eval_triplets, config.evaluation.similarity_sample, config.evaluation.batch_size
+        )
+    }
     timings["baseline_eval_seconds"] = time.perf_counter() - step_started
     logger.info("Baseline: %s", baseline)
 
@@ -102,27 +128,35 @@ def main(argv: list[str] | None = None) -> int:
     # 6. Final evaluation and the saved model.
     step_started = time.perf_counter()
     final = evaluate(model, evaluator)
+    similarities["final"] = pair_similarities(
+        model, eval_triplets, config.evaluation.similarity_sample, config.evaluation.batch_size
+    )
     timings["final_eval_seconds"] = time.perf_counter() - step_started
     save_model_atomically(model, run_dir / FINAL_MODEL)
     timings["total_seconds"] = time.perf_counter() - started
 
+    # 7. Metrics, report and plots.
     metrics = {
         "baseline": baseline,
         "final": final,
         "history": result.history,
         "training": {"global_step": result.global_step, "train_loss": result.train_loss, "device": device},
         "data": {
-            "rows_loaded": cleaning.rows_in,
-            "empty_dropped": cleaning.empty_dropped,
-            "duplicates_dropped": cleaning.duplicates_dropped,
+            "rows_loaded": data.stats.rows_in,
+            "empty_dropped": data.stats.empty_dropped,
+            "duplicates_dropped": data.stats.duplicates_dropped,
             "train_pairs": len(splits["train"]),
             "eval_pairs": len(splits["test"]),
+            "eval_questions": len(set(splits["test"]["query"])),
+            "retrieval_pool": len(data.corpus),
             "train_triplets": len(train_triplets),
             "eval_triplets": len(eval_triplets),
         },
         "timings": timings,
     }
     write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "similarities.json", similarities)
+    write_report(run_dir, metrics, similarities)
     point_latest(config.output_dir, run_dir)
     print(format_summary(metrics, run_dir), flush=True)
     return 0

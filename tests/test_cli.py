@@ -17,6 +17,7 @@ SMALL_RUN = [
     "training.eval_steps=4",
     "training.save_steps=4",
     "training.logging_steps=2",
+    "evaluation.matryoshka_dims=[128]",
 ]
 
 
@@ -34,7 +35,11 @@ def test_training_run_writes_metrics_model_config_and_events(finished_run):
     run_dir = (output_dir / "latest").resolve()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for stage in ("baseline", "final"):
-        assert 0 <= metrics[stage]["triplet_accuracy"] <= 1
+        for name in ("triplet_accuracy", "ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100", "map@100"):
+            assert 0 <= metrics[stage][name] <= 1, name
+        assert "ndcg@10_dim128" in metrics[stage]
+    assert metrics["data"]["retrieval_pool"] == 503  # held-out questions rank every answer of the data set
+    assert all("ndcg@10" in e for e in metrics["history"] if "triplet_accuracy" in e)
     assert metrics["data"]["eval_pairs"] == 16 and metrics["data"]["train_pairs"] == 64
     assert metrics["timings"]["total_seconds"] > 0
     assert metrics["training"]["global_step"] == 8
@@ -42,10 +47,22 @@ def test_training_run_writes_metrics_model_config_and_events(finished_run):
     assert (run_dir / "config.yaml").is_file()
     assert (run_dir / "checkpoints" / "checkpoint-8").is_dir()
     assert "baseline" in result.stdout and "-> final" in result.stdout and str(run_dir) in result.stdout
+    assert "report.md" in result.stdout.strip().splitlines()[-2] + result.stdout.strip().splitlines()[-1]
 
     from sentence_transformers.sentence_transformer import SentenceTransformer
 
     assert SentenceTransformer(str(run_dir / "final")).encode(["a question"]).shape == (1, 384)
+
+
+def test_report_is_written_and_rebuilt_by_the_report_command(finished_run):
+    output_dir, _ = finished_run
+    run_dir = (output_dir / "latest").resolve()
+    for name in ("report.md", "loss.png", "eval_metrics.png", "baseline_vs_final.png", "similarities.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    (run_dir / "loss.png").unlink()
+    result = run_script("report.py", str(run_dir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (run_dir / "loss.png").stat().st_size > 0
 
 
 def test_tensorboard_events_hold_loss_learning_rate_and_eval_metrics(finished_run):
@@ -56,6 +73,7 @@ def test_tensorboard_events_hold_loss_learning_rate_and_eval_metrics(finished_ru
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/learning_rate", "eval/triplet_cosine_accuracy", "eval/loss"} <= tags
+    assert "eval/ir_cosine_ndcg@10" in tags
 
 
 def test_eval_embed_reproduces_the_runs_final_and_baseline_scores(finished_run, tmp_path):
@@ -65,6 +83,7 @@ def test_eval_embed_reproduces_the_runs_final_and_baseline_scores(finished_run, 
     assert latest.returncode == 0, latest.stderr[-3000:]
     scored = json.loads((tmp_path / "eval.json").read_text())["metrics"]
     assert scored["triplet_accuracy"] == pytest.approx(metrics["final"]["triplet_accuracy"], abs=1e-6)
+    assert scored["ndcg@10"] == pytest.approx(metrics["final"]["ndcg@10"], abs=1e-6)
 
     # The untouched base model, with the same data settings, scores the run's baseline.
     base = run_script(
@@ -73,6 +92,7 @@ def test_eval_embed_reproduces_the_runs_final_and_baseline_scores(finished_run, 
     assert base.returncode == 0, base.stderr[-3000:]
     scored = json.loads((tmp_path / "base.json").read_text())["metrics"]
     assert scored["triplet_accuracy"] == pytest.approx(metrics["baseline"]["triplet_accuracy"], abs=1e-6)
+    assert scored["ndcg@10"] == pytest.approx(metrics["baseline"]["ndcg@10"], abs=1e-6)
 
 
 def test_infer_embed_ranks_answers_from_arguments_and_stdin(finished_run):

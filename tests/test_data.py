@@ -127,3 +127,72 @@ def test_hub_data_set_loads_from_a_cache_laid_out_like_the_hub(tmp_path):
     write_jsonl(snapshot / "data" / "train.jsonl", [{"query": f"q{i}", "answer": f"a{i}"} for i in range(4)])
     pairs = load_pairs("ayushexel/xyneft", cache_dir=str(tmp_path))
     assert pairs["query"] == ["q0", "q1", "q2", "q3"]
+
+
+def config_for(path, **overrides):
+    from embedft.config import RunConfig
+
+    return RunConfig(dataset_name=str(path), query_column="question", answer_column="reply", **overrides)
+
+
+def rows_with_split(n_train: int, n_test: int) -> list[dict]:
+    rows = [{"question": f"train q{i}", "reply": f"train a{i}", "split": "train"} for i in range(n_train)]
+    rows += [{"question": f"test q{i}", "reply": f"test a{i}", "split": "test"} for i in range(n_test)]
+    rows.append({"question": "dev q", "reply": "dev a", "split": "dev"})
+    return rows
+
+
+def test_split_column_uses_the_datas_own_split(tmp_path):
+    from embedft.data import prepare_data
+
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows_with_split(30, 8))
+    data = prepare_data(config_for(path, split_column="split", sample_size=10, test_size=None))
+    assert set(data.splits["test"]["query"]) == {f"test q{i}" for i in range(8)}
+    assert len(data.splits["train"]) == 10 and all(q.startswith("train") for q in data.splits["train"]["query"])
+    assert len(data.corpus) == 39  # every answer of the data set, not only the sampled ones
+    capped = prepare_data(config_for(path, split_column="split", test_size=3))
+    assert len(capped.splits["test"]) == 3
+
+
+def test_split_column_errors_name_the_fix(tmp_path):
+    from embedft.data import prepare_data
+
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows_with_split(5, 2))
+    with pytest.raises(DataError, match="split_column 'fold' not found"):
+        prepare_data(config_for(path, split_column="fold"))
+    with pytest.raises(DataError, match="no rows with split == 'validation' .*: set test_split_value"):
+        prepare_data(config_for(path, split_column="split", test_split_value="validation"))
+
+
+def test_separate_eval_file(tmp_path):
+    from embedft.data import prepare_data
+
+    train = write_jsonl(tmp_path / "train.jsonl", [{"question": f"q{i}", "reply": f"a{i}"} for i in range(6)])
+    test = write_jsonl(tmp_path / "test.jsonl", [{"question": "tq", "reply": "ta"}])
+    data = prepare_data(config_for(train, eval_dataset_name=str(test)))
+    assert data.splits["test"]["query"] == ["tq"] and len(data.splits["train"]) == 6
+    assert "ta" in data.corpus
+
+
+def test_corpus_file_adds_documents_in_jsonl_and_txt(tmp_path):
+    from embedft.data import load_corpus_file, prepare_data
+
+    jsonl = write_jsonl(tmp_path / "docs.jsonl", [{"title": "Permits", "text": "Apply online."}, {"text": "Other."}])
+    assert load_corpus_file(str(jsonl)) == ["Permits Apply online.", "Other."]
+    txt = tmp_path / "docs.txt"
+    txt.write_text("first doc\n\nsecond doc\nfirst doc\n", encoding="utf-8")
+    assert load_corpus_file(str(txt)) == ["first doc", "second doc"]
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"question": f"q{i}", "reply": f"a{i}"} for i in range(6)])
+    data = prepare_data(config_for(pairs, test_size=2, corpus_file=str(txt)))
+    assert data.extra_documents == ["first doc", "second doc"]
+    assert data.corpus[-2:] == ["first doc", "second doc"] and len(data.corpus) == 8
+
+
+def test_corpus_file_errors(tmp_path):
+    from embedft.data import load_corpus_file
+
+    with pytest.raises(DataError, match="does not exist"):
+        load_corpus_file(str(tmp_path / "missing.txt"))
+    bad = write_jsonl(tmp_path / "docs.jsonl", [{"body": "no text field"}])
+    with pytest.raises(DataError, match="line 1 has no 'text' string"):
+        load_corpus_file(str(bad))

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datasets import Dataset, concatenate_datasets
 
 from embedft.config import MiningConfig
-from embedft.data import answer_pool
 from embedft.mining import mine_evaluation_triplets, mine_training_triplets, query_chunks
+
+
+def answer_pool(splits) -> list[str]:
+    return list(dict.fromkeys([*splits["train"]["answer"], *splits["test"]["answer"]]))
 
 
 def positives_by_query(*datasets: Dataset) -> dict[str, set[str]]:

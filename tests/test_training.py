@@ -49,7 +49,7 @@ def test_few_steps_of_mnrl_lower_the_loss_and_save_a_loadable_model(small_splits
         learning_rate=5e-5,
         training=TrainingConfig(bf16=False, eval_steps=3, save_steps=6, logging_steps=1, report_to=[]),
     )
-    evaluator = build_evaluator(eval_triplets, batch_size=32)
+    evaluator = build_evaluator(eval_triplets, None, batch_size=32)
     result = train_model(model, train_triplets, eval_triplets, evaluator, config, str(tmp_path / "ckpt"), "cpu")
 
     losses = [entry["loss"] for entry in result.history if "loss" in entry]

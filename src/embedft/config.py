@@ -87,6 +87,17 @@ class EvaluationConfig:
     """How the fine-tuned model is scored."""
 
     batch_size: int = _option(64, "Batch size for encoding during evaluation.")
+    information_retrieval: bool = _option(
+        True,
+        "Rank the whole answer pool (plus corpus_file) for each held-out question: NDCG@10, MRR@10, Recall@1/10/100, "
+        "MAP@100.",
+    )
+    matryoshka_dims: list[int] = _option(
+        [], "Also score retrieval with embeddings truncated to these sizes, e.g. [512, 256, 128]."
+    )
+    similarity_sample: int = _option(
+        1000, "Evaluation triplets whose similarities are histogrammed in the report (before and after)."
+    )
 
 
 @dataclass
@@ -105,10 +116,23 @@ class RunConfig:
     sample_size: int | None = _option(
         None, "Pairs drawn (seeded) before the train/eval split; null uses all. Larger than the data: all, warned."
     )
-    test_size: int | float = _option(
+    test_size: int | float | None = _option(
         100,
-        "Held-out questions for evaluation: a count, or a fraction in (0, 1). "
-        "All answers of a question stay together.",
+        "Held-out questions for evaluation: a count, or a fraction in (0, 1); all answers of a question stay "
+        "together. With split_column: caps the official test questions (null: all of them).",
+    )
+    split_column: str | None = _option(
+        None, "Column that holds the data's own split (e.g. 'split'); null: a seeded random split by test_size."
+    )
+    train_split_value: str = _option("train", "Value of split_column that marks training rows.")
+    test_split_value: str = _option("test", "Value of split_column that marks evaluation rows.")
+    eval_dataset_name: str | None = _option(
+        None, "A separate evaluation file or data set (same columns); all of dataset_name then trains."
+    )
+    corpus_file: str | None = _option(
+        None,
+        "Extra documents for retrieval evaluation and mining: .jsonl rows with 'text' (optional 'title'), or .txt "
+        "with one document per line.",
     )
     seed: int = _option(12, "Seed of the sample, the split, mining and training.")
     # Models
@@ -120,6 +144,11 @@ class RunConfig:
         PACKAGED_MINILM, "Model that mines hard negatives (on mining.device); same forms as model_name."
     )
     max_seq_length: int | None = _option(None, "Truncate inputs to this many tokens; null keeps the model's own.")
+    use_prompts: bool = _option(
+        True,
+        "Apply the model's own 'query'/'document' prompts (e.g. embeddinggemma's) in mining, training and "
+        "evaluation alike.",
+    )
     trust_remote_code: bool = _option(False, "Allow a hub model to run its own Python code. Off unless needed.")
     cache_dir: str | None = _option(None, "Where hub models and data sets are cached; null uses the HF default.")
     # Optimisation
@@ -345,6 +374,11 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"'{key}' must be greater than 0, got {value}")
     if config.sample_size is not None and config.sample_size <= 0:
         raise ConfigError(f"'sample_size' must be greater than 0 or null (all pairs), got {config.sample_size}")
+    for dim in config.evaluation.matryoshka_dims:
+        if dim < 1:
+            raise ConfigError(f"'evaluation.matryoshka_dims' must hold positive sizes, got {dim}")
+    if config.evaluation.similarity_sample < 0:
+        raise ConfigError("'evaluation.similarity_sample' must be 0 or more")
     if isinstance(config.test_size, float) and not 0 < config.test_size < 1:
         raise ConfigError(f"'test_size' as a fraction must lie in (0, 1), got {config.test_size}")
     if isinstance(config.test_size, int) and config.test_size < 1:

@@ -286,31 +286,145 @@ def split_pairs(dataset: Dataset, test_size: int | float, seed: int) -> DatasetD
     return DatasetDict({"train": train, "test": test})
 
 
-def answer_pool(splits: DatasetDict) -> list[str]:
-    """Every distinct answer of the data set, train and test, in first-seen order."""
-    return list(dict.fromkeys([*splits["train"][ANSWER], *splits["test"][ANSWER]]))
+def split_by_column(dataset: Dataset, column: str, train_value: str, test_value: str) -> DatasetDict:
+    """Use the data's own split: rows whose ``column`` is ``train_value`` train, ``test_value`` evaluate.
+
+    Raises:
+        DataError: the column is missing or one side is empty.
+    """
+    from datasets import DatasetDict
+
+    if column not in dataset.column_names:
+        raise DataError(
+            f"split_column '{column}' not found (columns: {', '.join(dataset.column_names)}): "
+            "set split_column to one of them, or null for a seeded random split"
+        )
+    values = [str(value) for value in dataset[column]]
+    train = dataset.select([i for i, value in enumerate(values) if value == train_value])
+    test = dataset.select([i for i, value in enumerate(values) if value == test_value])
+    other = len(values) - len(train) - len(test)
+    if other:
+        logger.warning(
+            "%d rows have a %s other than %r or %r and are left out", other, column, train_value, test_value
+        )
+    for key, value, part in (("train_split_value", train_value, train), ("test_split_value", test_value, test)):
+        if len(part) == 0:
+            found = sorted(set(values))[:10]
+            raise DataError(f"no rows with {column} == {value!r} (values found: {found}): set {key}")
+    return DatasetDict({"train": train, "test": test})
 
 
-def prepare_splits(config: RunConfig) -> tuple[DatasetDict, CleaningStats]:
-    """Load, clean, sample and split as ``config`` says: the data stage of every command, so all see one split."""
-    source = config.dataset_name
-    pairs = load_pairs(source, config.query_column, config.answer_column, config.dataset_split, config.cache_dir)
-    pairs, stats = clean_pairs(pairs)
+def sample_questions(dataset: Dataset, count: int | float | None, seed: int) -> Dataset:
+    """Keep ``count`` seeded questions (with all their answers) of an official evaluation split; None keeps all."""
+    if count is None:
+        return dataset
+    queries = list(dict.fromkeys(dataset[QUERY]))
+    n_keep = round(count * len(queries)) if isinstance(count, float) else count
+    if n_keep >= len(queries):
+        return dataset
+    order = np.random.default_rng(seed).permutation(len(queries))
+    keep = {queries[i] for i in order[:n_keep]}
+    return dataset.select([i for i, query in enumerate(dataset[QUERY]) if query in keep])
+
+
+def load_corpus_file(path: str) -> list[str]:
+    """Extra documents: a ``.jsonl`` with ``text`` (and optional ``title``), or a ``.txt`` with one per line.
+
+    Raises:
+        DataError: missing, unreadable, wrong format, or no documents.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(f"corpus_file {path} does not exist: set corpus_file to a .jsonl or .txt file, or null")
+    suffix = file.suffix.lower()
+    if suffix not in (".jsonl", ".txt"):
+        raise DataError(f"corpus_file {path} must be .jsonl (rows with 'text', optional 'title') or .txt")
+    check_utf8(file)
+    documents: list[str] = []
+    with file.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            if suffix == ".txt":
+                documents.append(line.strip())
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"{path} line {number} is not valid JSON ({exc.msg}): fix or remove that line"
+                ) from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise DataError(f"{path} line {number} has no 'text' string: each row must be {{\"text\": ...}}")
+            title = row.get("title")
+            text = (
+                f"{title.strip()} {row['text'].strip()}" if isinstance(title, str) and title.strip() else row["text"]
+            )
+            if text.strip():
+                documents.append(text.strip())
+    if not documents:
+        raise DataError(f"corpus_file {path} holds no documents")
+    return list(dict.fromkeys(documents))
+
+
+@dataclass
+class PreparedData:
+    """The data stage's output: the split, every known pair, and the document pool for retrieval and mining."""
+
+    splits: DatasetDict
+    all_pairs: Dataset  # every cleaned pair (before sampling): all answers of a question are relevant
+    extra_documents: list[str]  # corpus_file documents, nobody's positive
+    stats: CleaningStats
+
+    @property
+    def corpus(self) -> list[str]:
+        """Every distinct answer of the data set (train and test) plus the extra documents."""
+        return list(dict.fromkeys([*self.all_pairs[ANSWER], *self.extra_documents]))
+
+
+def prepare_data(config: RunConfig) -> PreparedData:
+    """Load, clean, sample and split as ``config`` says: the data stage of every command, so all see one split.
+
+    The evaluation split is, in order of precedence: ``eval_dataset_name`` (a separate file or data set), the rows
+    of ``split_column`` equal to ``test_split_value``, or ``test_size`` seeded random questions.
+    """
+    from datasets import DatasetDict, concatenate_datasets
+
+    def load(source: str) -> tuple[Dataset, CleaningStats]:
+        pairs = load_pairs(source, config.query_column, config.answer_column, config.dataset_split, config.cache_dir)
+        pairs, stats = clean_pairs(pairs)
+        logger.info(
+            "Loaded %d pairs from %s: dropped %d with an empty query or answer and %d duplicates, kept %d",
+            stats.rows_in,
+            source,
+            stats.empty_dropped,
+            stats.duplicates_dropped,
+            stats.rows_out,
+        )
+        return pairs, stats
+
+    pairs, stats = load(config.dataset_name)
+    all_pairs = pairs
+    if config.eval_dataset_name is not None:
+        test, _ = load(config.eval_dataset_name)
+        common = [c for c in pairs.column_names if c in test.column_names]
+        all_pairs = concatenate_datasets([pairs.select_columns(common), test.select_columns(common)])
+        splits = {"train": sample_pairs(pairs, config.sample_size, config.seed), "test": test}
+    elif config.split_column is not None:
+        official = split_by_column(pairs, config.split_column, config.train_split_value, config.test_split_value)
+        splits = {
+            "train": sample_pairs(official["train"], config.sample_size, config.seed),
+            "test": sample_questions(official["test"], config.test_size, config.seed),
+        }
+    else:
+        if config.test_size is None:
+            raise DataError("test_size is null but there is no split_column or eval_dataset_name: set test_size")
+        splits = split_pairs(sample_pairs(pairs, config.sample_size, config.seed), config.test_size, config.seed)
+    splits = DatasetDict(splits)
     logger.info(
-        "Loaded %d pairs from %s: dropped %d with an empty query or answer and %d duplicates, kept %d",
-        stats.rows_in,
-        source,
-        stats.empty_dropped,
-        stats.duplicates_dropped,
-        stats.rows_out,
+        "Split: %d train pairs, %d eval pairs (seed %d)", len(splits["train"]), len(splits["test"]), config.seed
     )
-    pairs = sample_pairs(pairs, config.sample_size, config.seed)
-    splits = split_pairs(pairs, config.test_size, config.seed)
-    logger.info(
-        "Split %d pairs: %d train, %d eval (seed %d)",
-        len(pairs),
-        len(splits["train"]),
-        len(splits["test"]),
-        config.seed,
-    )
-    return splits, stats
+    extra = load_corpus_file(config.corpus_file) if config.corpus_file is not None else []
+    if extra:
+        logger.info("Added %d documents from %s to the retrieval and mining pool", len(extra), config.corpus_file)
+    return PreparedData(splits=splits, all_pairs=all_pairs, extra_documents=extra, stats=stats)

@@ -1,12 +1,18 @@
-"""Scoring a model: TripletEvaluator accuracy on mined evaluation triplets, under stable metric names."""
+"""Scoring a model: triplet accuracy on mined triplets and retrieval metrics over the whole answer pool.
+
+Both run through sentence-transformers' own evaluators (TripletEvaluator, InformationRetrievalEvaluator), before,
+during and after training; their metric keys are renamed to the stable names used in metrics.json.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from embedft.data import ANSWER, QUERY
+from embedft.errors import ConfigError
 from embedft.mining import NEGATIVE
 
 if TYPE_CHECKING:
@@ -17,42 +23,142 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TRIPLET = "triplet"
-# "eval_triplet_cosine_accuracy" (trainer) or "triplet_cosine_accuracy" (direct call) -> "triplet_accuracy"
-RAW_METRIC = re.compile(r"^(?:eval_)?(?P<evaluator>[a-z]+)_(?:cosine|dot|euclidean|manhattan|max)_(?P<metric>.+)$")
+RETRIEVAL = "ir"
+RETRIEVAL_METRICS = ("ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100", "map@100")
+# "eval_ir_dim256_cosine_ndcg@10" (trainer) or "triplet_cosine_accuracy" (direct call): evaluator, metric.
+RAW_METRIC = re.compile(
+    r"^(?:eval_)?(?P<evaluator>[a-z0-9_]+?)_(?:cosine|dot|euclidean|manhattan|max)_(?P<metric>[a-z]+@?\d*)$"
+)
 
 
-def build_evaluator(triplets: Dataset, batch_size: int) -> BaseEvaluator:
-    """The evaluator run before, during and after training.
+@dataclass
+class RetrievalTask:
+    """Held-out questions, the document pool, and which documents answer which question (ids are strings)."""
+
+    queries: dict[str, str]
+    corpus: dict[str, str]
+    relevant: dict[str, set[str]]
+
+
+def build_retrieval_task(test: Dataset, all_pairs: Dataset, corpus: list[str]) -> RetrievalTask:
+    """Every distinct evaluation question against ``corpus``; all answers given to the same question text, in
+    any split, are relevant.
 
     Args:
-        triplets: evaluation (query, answer, negative) triplets.
-        batch_size: encoding batch size.
+        test: evaluation pairs.
+        all_pairs: every known pair (to find the other answers of an evaluation question).
+        corpus: the document pool; it must contain every answer.
     """
-    from sentence_transformers.sentence_transformer.evaluation import TripletEvaluator
-
-    return TripletEvaluator(
-        anchors=triplets[QUERY],
-        positives=triplets[ANSWER],
-        negatives=triplets[NEGATIVE],
-        name=TRIPLET,
-        batch_size=batch_size,
-        write_csv=False,
+    doc_ids = {text: f"d{index}" for index, text in enumerate(corpus)}
+    questions = list(dict.fromkeys(test[QUERY]))
+    query_ids = {text: f"q{index}" for index, text in enumerate(questions)}
+    relevant: dict[str, set[str]] = {query_ids[q]: set() for q in questions}
+    for pairs in (test, all_pairs):
+        for query, answer in zip(pairs[QUERY], pairs[ANSWER]):
+            if query in query_ids and answer in doc_ids:
+                relevant[query_ids[query]].add(doc_ids[answer])
+    return RetrievalTask(
+        queries={qid: text for text, qid in query_ids.items()},
+        corpus={did: text for text, did in doc_ids.items()},
+        relevant=relevant,
     )
 
 
+def build_evaluator(
+    triplets: Dataset,
+    retrieval: RetrievalTask | None,
+    batch_size: int,
+    matryoshka_dims: list[int] | None = None,
+    embedding_dimension: int | None = None,
+) -> BaseEvaluator:
+    """The evaluators run before, during and after training, in sequence.
+
+    Args:
+        triplets: evaluation (query, answer, negative) triplets for TripletEvaluator.
+        retrieval: the retrieval task for InformationRetrievalEvaluator (None: triplets only).
+        batch_size: encoding batch size.
+        matryoshka_dims: also run retrieval with embeddings truncated to each of these sizes.
+        embedding_dimension: the model's embedding size, to reject larger truncation sizes.
+
+    Raises:
+        ConfigError: a matryoshka size larger than the model's embeddings.
+    """
+    from sentence_transformers.base.evaluation.sequential import SequentialEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import (
+        InformationRetrievalEvaluator,
+        TripletEvaluator,
+    )
+
+    evaluators: list[BaseEvaluator] = [
+        TripletEvaluator(
+            anchors=triplets[QUERY],
+            positives=triplets[ANSWER],
+            negatives=triplets[NEGATIVE],
+            name=TRIPLET,
+            batch_size=batch_size,
+            write_csv=False,
+        )
+    ]
+    if retrieval is not None:
+        for dim in [None, *(matryoshka_dims or [])]:
+            if dim is not None and embedding_dimension is not None and dim > embedding_dimension:
+                raise ConfigError(
+                    f"'evaluation.matryoshka_dims' has {dim}, larger than the model's {embedding_dimension} dimensions"
+                )
+            evaluators.append(
+                InformationRetrievalEvaluator(
+                    queries=retrieval.queries,
+                    corpus=retrieval.corpus,
+                    relevant_docs=retrieval.relevant,
+                    mrr_at_k=[10],
+                    ndcg_at_k=[10],
+                    accuracy_at_k=[1],
+                    precision_recall_at_k=[1, 10, 100],
+                    map_at_k=[100],
+                    batch_size=batch_size,
+                    name=RETRIEVAL if dim is None else f"{RETRIEVAL}_dim{dim}",
+                    truncate_dim=dim,
+                    write_csv=False,
+                )
+            )
+    return SequentialEvaluator(evaluators)
+
+
 def standard_metrics(raw: dict[str, float]) -> dict[str, float]:
-    """Rename sentence-transformers' metric keys to the names used in metrics.json (``triplet_accuracy``, ...)."""
+    """Rename sentence-transformers' metric keys to the names in metrics.json: ``triplet_accuracy``, ``ndcg@10``,
+    ``mrr@10``, ``recall@1``/``@10``/``@100``, ``map@100``, and ``ndcg@10_dim256`` for truncated embeddings."""
     metrics: dict[str, float] = {}
     for key, value in raw.items():
         match = RAW_METRIC.match(key)
         if match is None:
             continue
         evaluator, metric = match.group("evaluator"), match.group("metric")
-        name = f"{evaluator}_{metric}" if evaluator == TRIPLET else metric
-        metrics[name] = float(value)
+        if evaluator == TRIPLET and metric == "accuracy":
+            metrics["triplet_accuracy"] = float(value)
+        elif evaluator == RETRIEVAL and metric in RETRIEVAL_METRICS:
+            metrics[metric] = float(value)
+        elif evaluator.startswith(f"{RETRIEVAL}_dim") and metric in RETRIEVAL_METRICS:
+            metrics[f"{metric}_{evaluator.removeprefix(RETRIEVAL + '_')}"] = float(value)
     return metrics
 
 
 def evaluate(model: SentenceTransformer, evaluator: BaseEvaluator) -> dict[str, float]:
     """Run ``evaluator`` on ``model`` and return the metrics under their standard names."""
     return standard_metrics(evaluator(model))
+
+
+def pair_similarities(
+    model: SentenceTransformer, triplets: Dataset, sample: int, batch_size: int
+) -> dict[str, list[float]]:
+    """Query-positive and query-negative similarities of the first ``sample`` triplets, for the report's
+    histograms (queries through ``encode_query``, answers through ``encode_document``)."""
+    rows = triplets.select(range(min(sample, len(triplets))))
+    if len(rows) == 0:
+        return {"positive": [], "negative": []}
+    queries = model.encode_query(rows[QUERY], batch_size=batch_size, convert_to_tensor=True)
+    positives = model.encode_document(rows[ANSWER], batch_size=batch_size, convert_to_tensor=True)
+    negatives = model.encode_document(rows[NEGATIVE], batch_size=batch_size, convert_to_tensor=True)
+    return {
+        "positive": model.similarity_pairwise(queries, positives).tolist(),
+        "negative": model.similarity_pairwise(queries, negatives).tolist(),
+    }

@@ -51,19 +51,22 @@ def mine_training_triplets(
     model: SentenceTransformer,
     options: MiningConfig,
     seed: int,
+    extra_documents: list[str] | None = None,
     embedding_cache: str | None = None,
 ) -> Dataset:
     """Mine ``options.num_negatives`` hard negatives for every training pair.
 
-    Queries are mined in chunks of at most ``options.chunk_size`` rows, each against the whole training answer
-    pool; the pool's embeddings are computed once and reused through mine_hard_negatives' cache. Pairs for which
-    no candidate passes the filters (margin, max_score) are dropped, and the count is logged.
+    Queries are mined in chunks of at most ``options.chunk_size`` rows, each against the whole pool (the training
+    answers and any extra documents, never an evaluation answer); the pool's embeddings are computed once and
+    reused through mine_hard_negatives' cache. Pairs for which no candidate passes the filters (margin,
+    max_score) are dropped, and the count is logged.
 
     Args:
         train: training pairs with ``query`` and ``answer`` columns.
         model: the mining model.
         options: the ``mining:`` section of the config.
         seed: seeds ``sampling_strategy: random``.
+        extra_documents: documents that are nobody's positive (corpus_file); they join the candidate pool.
         embedding_cache: folder for cached embeddings (None: a temporary folder when there are several chunks).
 
     Returns:
@@ -72,7 +75,7 @@ def mine_training_triplets(
     from datasets import concatenate_datasets
 
     pairs = train.select_columns([QUERY, ANSWER])
-    pool = list(dict.fromkeys(pairs[ANSWER]))
+    pool = list(dict.fromkeys([*pairs[ANSWER], *(extra_documents or [])]))
     chunks = query_chunks(pairs[QUERY], options.chunk_size)
     random.seed(seed)
     with tempfile.TemporaryDirectory(prefix="embedft-mining-") as scratch:

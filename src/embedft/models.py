@@ -57,6 +57,7 @@ def load_model(
     trust_remote_code: bool = False,
     max_seq_length: int | None = None,
     key: str = "model_name",
+    use_prompts: bool = True,
 ) -> SentenceTransformer:
     """Load a SentenceTransformer on ``device``.
 
@@ -67,6 +68,7 @@ def load_model(
         trust_remote_code: allow the model repo's own code (off by default).
         max_seq_length: truncate inputs to this many tokens (None keeps the model's).
         key: the config key that named the model, for error messages.
+        use_prompts: keep the model's own prompts; False drops them, so every text is encoded as it is.
     """
     from sentence_transformers.sentence_transformer import SentenceTransformer
 
@@ -84,7 +86,20 @@ def load_model(
         raise ModelError(f"cannot load {key} '{name}': {message}") from None
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
+    if not use_prompts:
+        model.prompts = {}
+        model.default_prompt_name = None
     return model
+
+
+def training_prompts(model: SentenceTransformer) -> dict[str, str] | None:
+    """The trainer's ``prompts`` mapping from the model's own query/document prompts, so training sees the texts
+    exactly as ``encode_query``/``encode_document`` (used by mining and evaluation) do; None when it has none."""
+    query = model.prompts.get("query") or ""
+    document = model.prompts.get("document") or ""
+    if not query and not document:
+        return None
+    return {"query": query, "answer": document, "negative": document}
 
 
 def resolve_device(device: str | None) -> str:

@@ -38,6 +38,153 @@ def format_summary(metrics: dict[str, Any], run_dir: Path) -> str:
         f"  resolved config    {run_dir / 'config.yaml'}",
         f"  checkpoints        {run_dir / 'checkpoints'}",
     ]
+    if (run_dir / "report.md").is_file():
+        lines.append(f"  report (+ plots)   {run_dir / 'report.md'}")
     if (run_dir / "tensorboard").is_dir():
         lines.append(f"  TensorBoard events {run_dir / 'tensorboard'}")
     return "\n".join(lines)
+
+
+PLOTS = {
+    "loss": "loss.png",
+    "eval_metrics": "eval_metrics.png",
+    "baseline_vs_final": "baseline_vs_final.png",
+    "similarities": "similarities.png",
+}
+
+
+def write_report(run_dir: Path, metrics: dict[str, Any], similarities: dict[str, Any] | None) -> Path:
+    """Write ``report.md`` and its PNG plots into ``run_dir``; return the report's path.
+
+    Args:
+        run_dir: the run folder (holds metrics.json).
+        metrics: the contents of metrics.json.
+        similarities: ``{"baseline": {"positive": [...], "negative": [...]}, "final": {...}}`` or None.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    plots = {
+        "loss": plot_loss(metrics["history"], run_dir / PLOTS["loss"]),
+        "eval_metrics": plot_eval_metrics(metrics, run_dir / PLOTS["eval_metrics"]),
+        "baseline_vs_final": plot_baseline_vs_final(metrics, run_dir / PLOTS["baseline_vs_final"]),
+        "similarities": similarities is not None and plot_similarities(similarities, run_dir / PLOTS["similarities"]),
+    }
+    path = run_dir / "report.md"
+    path.write_text(report_markdown(metrics, {k: PLOTS[k] for k, made in plots.items() if made}), encoding="utf-8")
+    return path
+
+
+def report_markdown(metrics: dict[str, Any], plots: dict[str, str]) -> str:
+    """The Markdown report: a baseline/final table, data and timings, and the plots."""
+    lines = ["# Fine-tuning report", "", "| metric | baseline | final | change |", "| --- | --- | --- | --- |"]
+    for name, before, after in metric_changes(metrics["baseline"], metrics["final"]):
+        lines.append(f"| {name} | {before:.4f} | {after:.4f} | {after - before:+.4f} |")
+    lines += ["", "## Data", ""]
+    lines += [f"- {key.replace('_', ' ')}: {value}" for key, value in metrics.get("data", {}).items()]
+    training = metrics.get("training", {})
+    if training:
+        lines += ["", "## Training", ""]
+        lines += [f"- {key.replace('_', ' ')}: {value}" for key, value in training.items()]
+    timings = metrics.get("timings", {})
+    if timings:
+        lines += ["", "## Timings", ""]
+        lines += [f"- {key.replace('_seconds', '')}: {value:.1f} s" for key, value in timings.items()]
+    captions = {
+        "loss": "Training and evaluation loss",
+        "eval_metrics": "Evaluation metrics over training (step 0 is the baseline)",
+        "baseline_vs_final": "Baseline vs final",
+        "similarities": "Query-positive and query-negative similarity, before and after training",
+    }
+    for key, file in plots.items():
+        lines += ["", f"## {captions[key]}", "", f"![{captions[key]}]({file})"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_loss(history: list[dict[str, Any]], path: Path) -> bool:
+    import matplotlib.pyplot as plt
+
+    train = [(e["step"], e["loss"]) for e in history if "loss" in e]
+    evaluation = [(e["step"], e["eval_loss"]) for e in history if "eval_loss" in e]
+    if not train and not evaluation:
+        return False
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for points, label in ((train, "training loss"), (evaluation, "evaluation loss")):
+        if points:
+            axis.plot(*zip(*points), marker="o", markersize=3, label=label)
+    axis.set_xlabel("step")
+    axis.set_ylabel("MNRL loss")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def plot_eval_metrics(metrics: dict[str, Any], path: Path) -> bool:
+    import matplotlib.pyplot as plt
+
+    names = list(metrics["baseline"])
+    if not names:
+        return False
+    figure, axis = plt.subplots(figsize=(7, 4))
+    last_step = max([e["step"] for e in metrics["history"]], default=0)
+    for name in names:
+        points = [(0, metrics["baseline"][name])]
+        points += [(e["step"], e[name]) for e in metrics["history"] if name in e]
+        if name in metrics["final"] and (not points or points[-1][0] != last_step):
+            points.append((last_step, metrics["final"][name]))
+        axis.plot(*zip(*points), marker="o", markersize=3, label=name)
+    axis.set_xlabel("step")
+    axis.set_ylabel("score")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def plot_baseline_vs_final(metrics: dict[str, Any], path: Path) -> bool:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    changes = metric_changes(metrics["baseline"], metrics["final"])
+    if not changes:
+        return False
+    names = [name for name, _, _ in changes]
+    positions = np.arange(len(names))
+    figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4))
+    axis.bar(positions - 0.2, [b for _, b, _ in changes], width=0.4, label="baseline")
+    axis.bar(positions + 0.2, [f for _, _, f in changes], width=0.4, label="final")
+    axis.set_xticks(positions, names, rotation=30, ha="right")
+    axis.set_ylim(0, 1.05)
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def plot_similarities(similarities: dict[str, Any], path: Path) -> bool:
+    import matplotlib.pyplot as plt
+
+    stages = [stage for stage in ("baseline", "final") if similarities.get(stage, {}).get("positive")]
+    if not stages:
+        return False
+    values = [v for stage in stages for kind in ("positive", "negative") for v in similarities[stage][kind]]
+    bounds = (min(values), max(values))
+    figure, axes = plt.subplots(1, len(stages), figsize=(6 * len(stages), 4), sharex=True, sharey=True, squeeze=False)
+    for axis, stage in zip(axes[0], stages):
+        for kind, color in (("positive", "tab:green"), ("negative", "tab:red")):
+            axis.hist(similarities[stage][kind], bins=30, range=bounds, alpha=0.6, color=color, label=f"query-{kind}")
+        axis.set_title("before training" if stage == "baseline" else "after training")
+        axis.set_xlabel("similarity")
+        axis.legend()
+    axes[0][0].set_ylabel("pairs")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from embedft.config import RunConfig
 from embedft.evaluation import standard_metrics
-from embedft.models import resolve_precision
+from embedft.models import resolve_precision, training_prompts
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -31,7 +31,11 @@ class TrainingResult:
 
 
 def build_training_arguments(
-    config: RunConfig, checkpoint_dir: str, device: str, has_evaluator: bool
+    config: RunConfig,
+    checkpoint_dir: str,
+    device: str,
+    has_evaluator: bool,
+    model: SentenceTransformer | None = None,
 ) -> SentenceTransformerTrainingArguments:
     """Translate the run config into trainer arguments.
 
@@ -40,12 +44,14 @@ def build_training_arguments(
         checkpoint_dir: folder for checkpoints.
         device: the training device; on a CPU fp16/bf16 fall back to fp32 with a warning.
         has_evaluator: whether evaluation runs every ``training.eval_steps``.
+        model: the model to train; its query/document prompts become the trainer's column prompts.
     """
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainingArguments
 
     training = config.training
     fp16, bf16 = resolve_precision(training.fp16, training.bf16, device)
+    prompts = training_prompts(model) if model is not None and config.use_prompts else None
     # transformers renamed gradient_checkpointing to activation_checkpointing in 5.x: use the name this version has.
     fields = SentenceTransformerTrainingArguments.__dataclass_fields__
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
@@ -75,6 +81,7 @@ def build_training_arguments(
         dataloader_num_workers=training.dataloader_num_workers,
         use_cpu=device == "cpu",
         run_name=config.run_name,
+        prompts=prompts,
     )
 
 
@@ -111,7 +118,7 @@ def train_model(
     if tensorboard_dir is not None:
         # transformers 5's TensorBoardCallback takes its folder from this variable, not from the arguments.
         os.environ["TENSORBOARD_LOGGING_DIR"] = tensorboard_dir
-    args = build_training_arguments(config, checkpoint_dir, device, has_evaluator=evaluator is not None)
+    args = build_training_arguments(config, checkpoint_dir, device, evaluator is not None, model)
     loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
     trainer = SentenceTransformerTrainer(
         model=model,
