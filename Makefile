@@ -14,6 +14,7 @@ TEXT ?=
 FILE ?=
 CORPUS ?=
 TOP_K ?= 5
+RESUME ?=
 TB_PORT ?=
 PYTEST_ARGS ?=
 RUN ?= outputs/latest
@@ -45,8 +46,8 @@ setup: $(VENV)/.installed ## Create .venv and install embedft (torch first)
 setup-embed-dirs: $(VENV)/.installed ## Check the config and create output_dir (and cache_dir)
 	$(PY) scripts/show_config.py --make-dirs --config $(CONFIG) $(SET)
 
-train-embed: $(VENV)/.installed ## Mine hard negatives, train with MNRL, evaluate before/after
-	$(PY) scripts/train_embed.py --config $(CONFIG) $(SET)
+train-embed: $(VENV)/.installed ## Mine hard negatives, train with MNRL, evaluate before/after (RESUME=run|latest)
+	$(PY) scripts/train_embed.py --config $(CONFIG) $(if $(RESUME),--resume $(RESUME)) $(SET)
 
 train-embed-tb: $(VENV)/.installed ## train-embed with TensorBoard serving the runs (TB_PORT=6006)
 	@outdir=$$($(PY) scripts/show_config.py --config $(CONFIG) $(SET) --get output_dir) || exit 2; \

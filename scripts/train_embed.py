@@ -3,6 +3,10 @@
 
 Usage:
     python scripts/train_embed.py --config configs/run_embedding_mnrl.yaml [key=value ...]
+    python scripts/train_embed.py --resume outputs/<run>|latest     # continue an interrupted run
+
+An interrupted run (crash, SIGKILL, power loss) resumes from its last checkpoint with the same split, the same
+mined negatives (cached in the run folder) and the optimizer state, and ends at the same total step count.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 
 from embedft import cli
 from embedft.config import load_config, save_config
+from embedft.errors import ConfigError
 from embedft.hub import use_offline_mode
 
 logger = logging.getLogger("embedft.train")
@@ -21,12 +26,23 @@ logger = logging.getLogger("embedft.train")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_arguments(parser, config_default="configs/run_embedding_mnrl.yaml")
+    parser.add_argument(
+        "--resume", default=None, metavar="RUN", help="Resume an interrupted run: its folder, or 'latest'."
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.config, args.overrides)
+    resume_dir = None
+    if args.resume is not None:
+        from embedft.outputs import find_resumable_run
+
+        if args.overrides:
+            raise ConfigError("a resumed run keeps its own config: drop the key=value overrides (SET) with RESUME")
+        resume_dir = find_resumable_run(config.output_dir, args.resume)
+        config = load_config(resume_dir / "config.yaml")
     use_offline_mode([config.dataset_name, config.model_name, config.mining_model_name])
     cli.setup_logging()
     started = time.perf_counter()
@@ -34,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from embedft.data import prepare_data
     from embedft.evaluation import build_evaluator, build_retrieval_task, evaluate, pair_similarities
-    from embedft.mining import mine_evaluation_triplets, mine_training_triplets
-    from embedft.models import load_model, resolve_device
+    from embedft.mining import load_triplets, mine_evaluation_triplets, mine_training_triplets, save_triplets
+    from embedft.models import load_model, resolve_device, warn_if_truncated
     from embedft.outputs import FINAL_MODEL, create_run_dir, point_latest
-    from embedft.report import format_summary, write_json, write_report
-    from embedft.training import save_model_atomically, train_model
+    from embedft.report import format_summary, read_metrics, write_json, write_report
+    from embedft.training import history_from_checkpoint, last_checkpoint, save_model_atomically, train_model
 
     # 1. Data: load, clean, sample, split (seeded, or the data's own split), plus the retrieval pool.
     data = prepare_data(config)
@@ -66,26 +82,43 @@ def main(argv: list[str] | None = None) -> int:
         config.use_prompts,
     )
 
-    # Nothing is written before the inputs have all been checked.
-    run_dir = create_run_dir(config.output_dir, config.run_name)
-    cli.setup_logging(run_dir / "train.log")
-    save_config(config, run_dir / "config.yaml")
-    (run_dir / "data").mkdir()
-    logger.info("Run folder: %s (training on %s, mining on %s)", run_dir, device, config.mining.device)
+    warn_if_truncated(model, data.corpus)
 
-    # 3. Hard-negative mining with the mining model.
+    # Nothing is written before the inputs have all been checked.
+    if resume_dir is None:
+        run_dir = create_run_dir(config.output_dir, config.run_name)
+        save_config(config, run_dir / "config.yaml")
+        (run_dir / "data").mkdir()
+    else:
+        run_dir = resume_dir
+        (run_dir / "data").mkdir(exist_ok=True)
+    cli.setup_logging(run_dir / "train.log")
+    logger.info(
+        "%s run folder: %s (training on %s, mining on %s)",
+        "Resuming" if resume_dir else "New",
+        run_dir,
+        device,
+        config.mining.device,
+    )
+
+    # 3. Hard-negative mining with the mining model; the triplets are kept, so a resumed run reuses them.
     step_started = time.perf_counter()
-    eval_triplets = mine_evaluation_triplets(
-        splits["test"], data.corpus, mining_model, config.mining.batch_size, other_pairs=data.all_pairs
-    )
-    train_triplets = mine_training_triplets(
-        splits["train"], mining_model, config.mining, config.seed, extra_documents=data.extra_documents
-    )
+    train_file, eval_file = run_dir / "data" / "train_triplets.jsonl", run_dir / "data" / "eval_triplets.jsonl"
+    if train_file.is_file() and eval_file.is_file():
+        logger.info("Reusing the mined triplets in %s", train_file.parent)
+        train_triplets, eval_triplets = load_triplets(train_file), load_triplets(eval_file)
+    else:
+        eval_triplets = mine_evaluation_triplets(
+            splits["test"], data.corpus, mining_model, config.mining.batch_size, other_pairs=data.all_pairs
+        )
+        train_triplets = mine_training_triplets(
+            splits["train"], mining_model, config.mining, config.seed, extra_documents=data.extra_documents
+        )
+        save_triplets(eval_triplets, eval_file)
+        save_triplets(train_triplets, train_file)
     del mining_model
-    train_triplets.to_json(run_dir / "data" / "train_triplets.jsonl", lines=True, force_ascii=False)
-    eval_triplets.to_json(run_dir / "data" / "eval_triplets.jsonl", lines=True, force_ascii=False)
     timings["mining_seconds"] = time.perf_counter() - step_started
-    logger.info("Mined %d training and %d evaluation triplets", len(train_triplets), len(eval_triplets))
+    logger.info("%d training and %d evaluation triplets", len(train_triplets), len(eval_triplets))
 
     # 4. Baseline evaluation: triplet accuracy and retrieval over the whole pool.
     retrieval = (
@@ -101,28 +134,43 @@ def main(argv: list[str] | None = None) -> int:
         model.get_embedding_dimension(),
     )
     step_started = time.perf_counter()
-    baseline = evaluate(model, evaluator)
-    similarities = {
-        "baseline": pair_similarities(
-            model, eval_triplets, config.evaluation.similarity_sample, config.evaluation.batch_size
-        )
-    }
+    baseline_file = run_dir / "data" / "baseline.json"
+    if baseline_file.is_file():
+        saved = read_metrics(baseline_file)
+        baseline, similarities = saved["baseline"], {"baseline": saved["similarities"]}
+    else:
+        baseline = evaluate(model, evaluator)
+        similarities = {
+            "baseline": pair_similarities(
+                model, eval_triplets, config.evaluation.similarity_sample, config.evaluation.batch_size
+            )
+        }
+        write_json(baseline_file, {"baseline": baseline, "similarities": similarities["baseline"]})
     timings["baseline_eval_seconds"] = time.perf_counter() - step_started
     logger.info("Baseline: %s", baseline)
 
     # 5. Contrastive training.
     step_started = time.perf_counter()
     tensorboard_dir = str(run_dir / "tensorboard") if "tensorboard" in config.training.report_to else None
-    result = train_model(
-        model,
-        train_triplets,
-        eval_triplets,
-        evaluator,
-        config,
-        str(run_dir / "checkpoints"),
-        device,
-        tensorboard_dir,
-    )
+    final_dir = run_dir / FINAL_MODEL
+    if final_dir.is_dir():  # interrupted after the final model was saved: score it, do not train again
+        logger.info("Training had finished: scoring the saved %s", final_dir)
+        model = load_model(
+            str(final_dir), device, max_seq_length=config.max_seq_length, use_prompts=config.use_prompts
+        )
+        result = history_from_checkpoint(last_checkpoint(run_dir / "checkpoints"))
+    else:
+        result = train_model(
+            model,
+            train_triplets,
+            eval_triplets,
+            evaluator,
+            config,
+            str(run_dir / "checkpoints"),
+            device,
+            tensorboard_dir,
+            resume_from_checkpoint=last_checkpoint(run_dir / "checkpoints") if resume_dir else None,
+        )
     timings["training_seconds"] = time.perf_counter() - step_started
 
     # 6. Final evaluation and the saved model.
@@ -132,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         model, eval_triplets, config.evaluation.similarity_sample, config.evaluation.batch_size
     )
     timings["final_eval_seconds"] = time.perf_counter() - step_started
-    save_model_atomically(model, run_dir / FINAL_MODEL)
+    if not final_dir.is_dir():
+        save_model_atomically(model, final_dir)  # a temporary folder, then renamed: never half-written
     timings["total_seconds"] = time.perf_counter() - started
 
     # 7. Metrics, report and plots.

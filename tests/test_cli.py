@@ -126,6 +126,14 @@ def bad_data_file(tmp_path: Path, kind: str) -> str:
     if kind == "empty":
         (tmp_path / "empty.jsonl").write_text("")
         return str(tmp_path / "empty.jsonl")
+    if kind == "only duplicates":
+        return str(write_jsonl(tmp_path / "dups.jsonl", [{"query": "q", "answer": "a"}] * 5))
+    if kind == "malformed line":
+        (tmp_path / "bad.jsonl").write_text('{"query": "q", "answer": "a"}\n{"query": \n', encoding="utf-8")
+        return str(tmp_path / "bad.jsonl")
+    if kind == "a file":
+        (tmp_path / "a_file").write_text("x")
+        return str(tmp_path / "a_file" / "outputs")
     if kind == "not utf-8":
         (tmp_path / "latin1.jsonl").write_bytes(b'{"query": "caf\xe9", "answer": "x"}\n')
         return str(tmp_path / "latin1.jsonl")
@@ -146,6 +154,14 @@ def bad_data_file(tmp_path: Path, kind: str) -> str:
         (["dataset_name=<missing column>"], "column 'query' not found"),
         (["dataset_name=<empty>"], "empty.jsonl is empty: it must hold (query, answer) pairs"),
         (["dataset_name=<not utf-8>"], "is not UTF-8 text (line 1)"),
+        (["dataset_name=<malformed line>"], "bad.jsonl line 2 is not valid JSON"),
+        (["dataset_name=<only duplicates>"], "must be smaller than the number of distinct questions (1)"),
+        (["mining.sampling_strategy=best"], "'mining.sampling_strategy' must be 'top' or 'random'"),
+        (["mining.range_min=20", "mining.range_max=10"], "must be smaller than 'mining.range_max'"),
+        (["mining.num_negatives=50", "mining.range_max=10"], "exceeds the candidate window"),
+        (["corpus_file=missing.txt"], "corpus_file missing.txt does not exist"),
+        (["split_column=fold"], "split_column 'fold' not found"),
+        (["output_dir=<a file>"], "cannot create output_dir"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, overrides, expected):
@@ -156,7 +172,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, overrides, ex
             key, kind = override.split("=<")
             override = f"{key}={bad_data_file(tmp_path, kind.rstrip('>'))}"
         resolved.append(override)
-    result = run_script("train_embed.py", *resolved, f"output_dir={output_dir}", f"cache_dir={tmp_path / 'cache'}")
+    if not any(o.startswith("output_dir=") for o in resolved):
+        resolved.append(f"output_dir={output_dir}")
+    result = run_script("train_embed.py", *resolved, f"cache_dir={tmp_path / 'cache'}")
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]

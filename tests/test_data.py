@@ -196,3 +196,11 @@ def test_corpus_file_errors(tmp_path):
     bad = write_jsonl(tmp_path / "docs.jsonl", [{"body": "no text field"}])
     with pytest.raises(DataError, match="line 1 has no 'text' string"):
         load_corpus_file(str(bad))
+
+
+def test_sample_size_larger_than_the_data_warns_and_uses_all(faq_pairs, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        assert len(sample_pairs(faq_pairs, 600, 1)) == len(faq_pairs)
+    assert "sample_size=600 is larger than the data (503 pairs): using all pairs" in caplog.text

@@ -79,3 +79,14 @@ def test_evaluation_negative_is_the_hardest_wrong_answer(small_splits, minilm):
     candidates = [text for text in pool if text != row["answer"]]
     scores = minilm.similarity(minilm.encode([row["query"]]), minilm.encode(candidates))[0]
     assert candidates[int(scores.argmax())] == row["negative"]
+
+
+def test_a_mining_model_with_another_tokenizer_works(small_splits):
+    from tests.test_evaluation import word_model
+
+    words = {word for text in small_splits["train"]["answer"] for word in text.split()[:3]}
+    rng = __import__("numpy").random.default_rng(0)
+    mining_model = word_model({word: rng.normal(size=8).tolist() for word in sorted(words)})
+    triplets = mine_training_triplets(small_splits["train"], mining_model, MiningConfig(margin=None), seed=1)
+    assert len(triplets) == len(small_splits["train"])
+    assert all(n != a for a, n in zip(triplets["answer"], triplets["negative"]))

@@ -8,7 +8,13 @@ import time
 import pytest
 
 from embedft.errors import ModelError
-from embedft.models import load_model, packaged_model_path, resolve_model_source, resolve_precision
+from embedft.models import (
+    load_model,
+    packaged_model_path,
+    resolve_model_source,
+    resolve_precision,
+    warn_if_truncated,
+)
 
 
 def test_packaged_model_is_a_local_folder():
@@ -50,3 +56,10 @@ def test_mixed_precision_on_cpu_warns_and_uses_fp32(caplog):
     with caplog.at_level(logging.WARNING):
         assert resolve_precision(fp16=False, bf16=True, device="cpu") == (False, False)
     assert "bf16 needs a CUDA GPU" in caplog.text
+
+
+def test_texts_longer_than_the_window_are_warned_once(minilm, caplog):
+    with caplog.at_level(logging.WARNING):
+        assert warn_if_truncated(minilm, ["short answer", "word " * 400, "word " * 300]) == 2
+    warnings = [r for r in caplog.records if "token window" in r.getMessage()]
+    assert len(warnings) == 1 and "2 of 3 answers" in warnings[0].getMessage()

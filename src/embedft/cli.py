@@ -44,11 +44,21 @@ def setup_logging(log_file: Path | None = None) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
 
+def close_progress_bars() -> None:
+    """Close tqdm bars left open by an interrupted step, so the error starts on a line of its own."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", [])):
+        bar.close()
+
+
 def run(main: Callable[[list[str] | None], int]) -> None:
     """Run a script's ``main``; user errors print as one line on stderr and exit with status 2."""
     try:
         code = main(None)
     except EmbedftError as exc:
+        close_progress_bars()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:

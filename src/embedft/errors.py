@@ -21,3 +21,7 @@ class ModelError(EmbedftError):
 
 class OutputError(EmbedftError):
     """An output location is unusable (not writable, already holds an earlier run, ...)."""
+
+
+class TrainingError(EmbedftError):
+    """Training cannot go on (e.g. the loss is no longer finite); the last good checkpoint is kept."""

@@ -175,6 +175,15 @@ def mine_evaluation_triplets(
     return triplets.select(keep)
 
 
+def save_triplets(triplets: Dataset, path: Path) -> None:
+    """Write triplets as JSON lines through a temporary file, so an interrupted write never looks complete."""
+    import os
+
+    temporary = path.with_name(f".{path.name}.partial")
+    triplets.to_json(temporary, lines=True, force_ascii=False)
+    os.replace(temporary, path)
+
+
 def load_triplets(path: str | Path) -> Dataset:
     """Read triplets saved with ``Dataset.to_json(..., lines=True)``."""
     from datasets import load_dataset

@@ -102,6 +102,34 @@ def training_prompts(model: SentenceTransformer) -> dict[str, str] | None:
     return {"query": query, "answer": document, "negative": document}
 
 
+def warn_if_truncated(model: SentenceTransformer, texts: list[str], what: str = "answers") -> int:
+    """Warn once when texts are longer than the model's window (they are cut there); return how many are.
+
+    Counting needs the model's tokenizer; models without a Hugging Face tokenizer are skipped (returns 0).
+    """
+    window = model.max_seq_length
+    tokenizer = getattr(model, "tokenizer", None)
+    if not window or not texts or not callable(tokenizer):
+        return 0
+    longer = 0
+    for start in range(0, len(texts), 4096):
+        ids = tokenizer(texts[start : start + 4096], add_special_tokens=True, truncation=False, verbose=False)[
+            "input_ids"
+        ]
+        longer += sum(len(tokens) > window for tokens in ids)
+    if longer:
+        logger.warning(
+            "%d of %d %s are longer than the model's %d-token window and are truncated to it "
+            "(raise max_seq_length if the model allows, or split long %s)",
+            longer,
+            len(texts),
+            what,
+            window,
+            what,
+        )
+    return longer
+
+
 def resolve_device(device: str | None) -> str:
     """The training device: the configured one, else CUDA when present, else the CPU."""
     import torch

@@ -110,3 +110,31 @@ def resolve_model_and_config(
     if config_path is None and run_dir is not None:
         return model_path, run_dir, load_config(run_dir / "config.yaml", overrides)
     return model_path, run_dir, given
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A run is finished once its metrics.json exists (written last)."""
+    return (run_dir / "metrics.json").is_file()
+
+
+def find_resumable_run(output_dir: str | Path, resume: str) -> Path:
+    """The run folder to resume: a given folder, or with ``latest`` the newest unfinished run in ``output_dir``.
+
+    Raises:
+        OutputError: no such run, not a run folder, or already finished.
+    """
+    if resume == LATEST:
+        candidates = [
+            path
+            for path in Path(output_dir).glob("*")
+            if path.is_dir() and not path.is_symlink() and (path / "config.yaml").is_file() and not is_finished(path)
+        ]
+        if not candidates:
+            raise OutputError(f"no unfinished run in {output_dir} to resume: start one with 'make train-embed'")
+        return max(candidates, key=lambda path: (path / "config.yaml").stat().st_mtime)
+    run_dir = Path(resume)
+    if not (run_dir / "config.yaml").is_file():
+        raise OutputError(f"{resume} is not a run folder (no config.yaml): pass RESUME=outputs/<run> or RESUME=latest")
+    if is_finished(run_dir):
+        raise OutputError(f"run {resume} already finished (it has metrics.json): there is nothing to resume")
+    return run_dir

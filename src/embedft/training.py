@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedft.config import RunConfig
+from embedft.errors import OutputError, TrainingError
 from embedft.evaluation import standard_metrics
 from embedft.models import resolve_precision, training_prompts
 
@@ -94,6 +96,7 @@ def train_model(
     checkpoint_dir: str,
     device: str,
     tensorboard_dir: str | None = None,
+    resume_from_checkpoint: str | None = None,
 ) -> TrainingResult:
     """Fine-tune ``model`` in place with MultipleNegativesRankingLoss on (query, answer, negative) triplets.
 
@@ -106,11 +109,15 @@ def train_model(
         checkpoint_dir: where checkpoints go.
         device: the training device.
         tensorboard_dir: where TensorBoard event files go when ``training.report_to`` has tensorboard.
+        resume_from_checkpoint: a checkpoint folder to continue from (model, optimizer, scheduler, RNG and the
+            position in the data), so the run ends at the same total step count.
+
+    Raises:
+        TrainingError: the loss stopped being finite; the checkpoints written before that step are kept.
 
     Returns:
         The final step, the mean training loss and the per-step history.
     """
-    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import set_seed
 
@@ -120,7 +127,7 @@ def train_model(
         os.environ["TENSORBOARD_LOGGING_DIR"] = tensorboard_dir
     args = build_training_arguments(config, checkpoint_dir, device, evaluator is not None, model)
     loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
-    trainer = SentenceTransformerTrainer(
+    trainer = finite_loss_trainer_class()(
         model=model,
         args=args,
         train_dataset=train_triplets,
@@ -128,12 +135,47 @@ def train_model(
         loss=loss,
         evaluator=evaluator,
     )
-    output = trainer.train()
+    try:
+        output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    except NonFiniteLoss as exc:
+        hint = "lower learning_rate"
+        if config.training.fp16:
+            hint += "; fp16 is known to overflow with some models (embeddinggemma): use bf16 or fp32"
+        raise TrainingError(
+            f"the training loss became {exc.value} at step {exc.step}: {hint}; "
+            f"checkpoints before that step are kept in {checkpoint_dir}"
+        ) from None
     return TrainingResult(
         global_step=output.global_step,
         train_loss=float(output.training_loss),
         history=history_from_log(trainer.state.log_history),
     )
+
+
+class NonFiniteLoss(Exception):
+    """Raised inside the trainer the moment a loss is NaN or infinite, before the optimizer applies it."""
+
+    def __init__(self, step: int, value: float) -> None:
+        super().__init__(f"non-finite loss {value} at step {step}")
+        self.step = step
+        self.value = value
+
+
+def finite_loss_trainer_class() -> type:
+    """SentenceTransformerTrainer that stops at the first non-finite loss, before the update reaches the weights
+    (so no later checkpoint holds NaN weights)."""
+    import torch
+    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
+
+    class FiniteLossTrainer(SentenceTransformerTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss = result[0] if return_outputs else result
+            if not torch.isfinite(loss.detach()).all():
+                raise NonFiniteLoss(self.state.global_step + 1, float(loss.detach().float().mean()))
+            return result
+
+    return FiniteLossTrainer
 
 
 def history_from_log(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -154,6 +196,33 @@ def history_from_log(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_step[step] for step in sorted(by_step)]
 
 
+def last_checkpoint(checkpoint_dir: Path) -> str | None:
+    """The newest complete ``checkpoint-N`` folder, or None.
+
+    A checkpoint is complete once ``trainer_state.json`` is in it (the trainer writes it last); one cut short by a
+    crash is skipped with a warning.
+    """
+    folders = [p for p in Path(checkpoint_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    for folder in sorted(folders, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        if (folder / "trainer_state.json").is_file():
+            return str(folder)
+        logger.warning("Skipping the incomplete checkpoint %s", folder)
+    return None
+
+
+def history_from_checkpoint(checkpoint: str | None) -> TrainingResult:
+    """What a finished training reported, read back from its last checkpoint's trainer state."""
+    if checkpoint is None:
+        return TrainingResult(global_step=0, train_loss=float("nan"))
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    losses = [record["loss"] for record in state["log_history"] if "loss" in record]
+    return TrainingResult(
+        global_step=int(state["global_step"]),
+        train_loss=float(sum(losses) / len(losses)) if losses else float("nan"),
+        history=history_from_log(state["log_history"]),
+    )
+
+
 def save_model_atomically(model: SentenceTransformer, destination: Path) -> None:
     """Save ``model`` so that ``SentenceTransformer(destination)`` loads it, never leaving a half-written folder.
 
@@ -161,13 +230,19 @@ def save_model_atomically(model: SentenceTransformer, destination: Path) -> None
     """
     destination = Path(destination)
     if destination.exists():
-        raise FileExistsError(f"{destination} already exists")
+        raise OutputError(f"{destination} already exists and is never overwritten")
     temporary = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)  # left by a crashed save of this process id
     temporary.mkdir()
     try:
         model.save(str(temporary))
         temporary.rename(destination)
+    except OSError as exc:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise OutputError(
+            f"cannot save the final model to {destination}: {exc.strerror or exc} (nothing half-written was left; "
+            "free disk space and resume the run to save it)"
+        ) from None
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise

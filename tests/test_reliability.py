@@ -1,0 +1,99 @@
+"""Reliability: interrupted runs resume, a broken loss stops cleanly, a failed save leaves nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from embedft.errors import OutputError
+from embedft.training import last_checkpoint, save_model_atomically
+from tests.conftest import ROOT, run_script
+
+TINY_RUN = [
+    "sample_size=80",
+    "test_size=16",
+    "num_epochs=2",
+    "batch_size=16",
+    "training.eval_steps=4",
+    "training.save_steps=2",
+    "training.save_total_limit=null",
+    "training.logging_steps=1",
+    "evaluation.information_retrieval=false",
+]
+
+
+def test_run_killed_after_a_checkpoint_resumes_to_the_same_step_count(tmp_path):
+    output_dir = tmp_path / "outputs"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "train_embed.py"), *TINY_RUN, f"output_dir={output_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 400
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            runs = [p for p in output_dir.glob("*") if (p / "checkpoints").is_dir()]
+            if runs and last_checkpoint(runs[0] / "checkpoints"):
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the run ended before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    (run_dir,) = [p for p in output_dir.iterdir() if p.is_dir()]
+    killed_at = int(last_checkpoint(run_dir / "checkpoints").rsplit("-", 1)[-1])
+    assert killed_at < 8
+    assert not (output_dir / "latest").exists()  # latest moves only when a run ends well
+    assert not (run_dir / "metrics.json").exists()
+
+    resumed = run_script("train_embed.py", "--resume", "latest", f"output_dir={output_dir}")
+    assert resumed.returncode == 2 and "keeps its own config" in resumed.stderr  # overrides are refused
+    resumed = run_script("train_embed.py", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Reusing the mined triplets" in resumed.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["training"]["global_step"] == 8  # 64 training triplets / 16 a batch * 2 epochs
+    assert [e["step"] for e in metrics["history"] if "loss" in e][-1] == 8
+    assert (output_dir / "latest").resolve() == run_dir.resolve()
+
+    from sentence_transformers.sentence_transformer import SentenceTransformer
+
+    assert SentenceTransformer(str(run_dir / "final")).encode(["q"]).shape == (1, 384)
+    again = run_script("train_embed.py", "--resume", str(run_dir))
+    assert again.returncode == 2 and "already finished" in again.stderr
+
+
+def test_non_finite_loss_stops_with_the_step_and_a_hint(tmp_path):
+    # A temperature of 1e-40 makes the similarity scale overflow to infinity: the loss is NaN at once.
+    result = run_script("train_embed.py", *TINY_RUN, "temperature=1e-40", f"output_dir={tmp_path}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert "the training loss became nan at step 1: lower learning_rate" in line
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "latest").exists()
+
+
+def test_failed_save_leaves_no_half_written_model(tmp_path, minilm, monkeypatch):
+    def disk_full(path, *args, **kwargs):
+        (tmp_path / os.path.basename(path) / "model.safetensors").write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(minilm, "save", disk_full)
+    with pytest.raises(OutputError, match="No space left on device .*nothing half-written"):
+        save_model_atomically(minilm, tmp_path / "final")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_final_model_is_never_overwritten(tmp_path, minilm):
+    (tmp_path / "final").mkdir()
+    with pytest.raises(OutputError, match="never overwritten"):
+        save_model_atomically(minilm, tmp_path / "final")
