@@ -42,50 +42,25 @@ def main(argv: list[str] | None = None) -> int:
         raise OutputError(f"{args.output} already exists and is never overwritten: choose another --output")
 
     from embedft.data import prepare_data
-    from embedft.evaluation import build_evaluator, build_retrieval_task, evaluate
+    from embedft.evaluation import evaluate, evaluator_for
     from embedft.mining import load_triplets, mine_evaluation_triplets
-    from embedft.models import load_model, resolve_device
+    from embedft.models import load_configured_model, resolve_device
 
     device = resolve_device(config.device)
-    model = load_model(
-        model_path,
-        device,
-        config.cache_dir,
-        config.trust_remote_code,
-        config.max_seq_length,
-        "MODEL",
-        config.use_prompts,
-    )
+    model = load_configured_model(config, model_path, device, "MODEL")
     data = prepare_data(config)
     saved_triplets = run_dir / "data" / "eval_triplets.jsonl" if run_dir is not None else None
     if saved_triplets is not None and saved_triplets.is_file() and args.config is None and not args.overrides:
         logger.info("Using the run's evaluation triplets: %s", saved_triplets)
         eval_triplets = load_triplets(saved_triplets)
     else:
-        mining_model = load_model(
-            config.mining_model_name,
-            config.mining.device,
-            config.cache_dir,
-            config.trust_remote_code,
-            config.max_seq_length,
-            "mining_model_name",
-            config.use_prompts,
+        mining_model = load_configured_model(
+            config, config.mining_model_name, config.mining.device, "mining_model_name"
         )
         eval_triplets = mine_evaluation_triplets(
             data.splits["test"], data.corpus, mining_model, config.mining.batch_size, other_pairs=data.all_pairs
         )
-    retrieval = (
-        build_retrieval_task(data.splits["test"], data.all_pairs, data.corpus)
-        if config.evaluation.information_retrieval
-        else None
-    )
-    evaluator = build_evaluator(
-        eval_triplets,
-        retrieval,
-        config.evaluation.batch_size,
-        config.evaluation.matryoshka_dims,
-        model.get_embedding_dimension(),
-    )
+    evaluator = evaluator_for(config, data, eval_triplets, model.get_embedding_dimension())
     metrics = evaluate(model, evaluator)
     result = {"model": model_path, "eval_triplets": len(eval_triplets), "metrics": metrics}
     if args.output is not None:

@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float] = {}
 
     from embedft.data import prepare_data
-    from embedft.evaluation import build_evaluator, build_retrieval_task, evaluate, pair_similarities
+    from embedft.evaluation import evaluate, evaluator_for, pair_similarities
     from embedft.mining import load_triplets, mine_evaluation_triplets, mine_training_triplets, save_triplets
-    from embedft.models import load_model, resolve_device, warn_if_truncated
+    from embedft.models import load_configured_model, resolve_device, warn_if_truncated
     from embedft.outputs import FINAL_MODEL, create_run_dir, point_latest
     from embedft.report import format_summary, read_metrics, write_json, write_report
     from embedft.training import history_from_checkpoint, last_checkpoint, save_model_atomically, train_model
@@ -63,24 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. Models: the one we train, and the mining model on its own device (the CPU by default).
     device = resolve_device(config.device)
-    model = load_model(
-        config.model_name,
-        device,
-        config.cache_dir,
-        config.trust_remote_code,
-        config.max_seq_length,
-        "model_name",
-        config.use_prompts,
-    )
-    mining_model = load_model(
-        config.mining_model_name,
-        config.mining.device,
-        config.cache_dir,
-        config.trust_remote_code,
-        config.max_seq_length,
-        "mining_model_name",
-        config.use_prompts,
-    )
+    model = load_configured_model(config, config.model_name, device, "model_name")
+    mining_model = load_configured_model(config, config.mining_model_name, config.mining.device, "mining_model_name")
 
     warn_if_truncated(model, data.corpus)
 
@@ -121,18 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("%d training and %d evaluation triplets", len(train_triplets), len(eval_triplets))
 
     # 4. Baseline evaluation: triplet accuracy and retrieval over the whole pool.
-    retrieval = (
-        build_retrieval_task(splits["test"], data.all_pairs, data.corpus)
-        if config.evaluation.information_retrieval
-        else None
-    )
-    evaluator = build_evaluator(
-        eval_triplets,
-        retrieval,
-        config.evaluation.batch_size,
-        config.evaluation.matryoshka_dims,
-        model.get_embedding_dimension(),
-    )
+    evaluator = evaluator_for(config, data, eval_triplets, model.get_embedding_dimension())
     step_started = time.perf_counter()
     baseline_file = run_dir / "data" / "baseline.json"
     if baseline_file.is_file():
@@ -155,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     final_dir = run_dir / FINAL_MODEL
     if final_dir.is_dir():  # interrupted after the final model was saved: score it, do not train again
         logger.info("Training had finished: scoring the saved %s", final_dir)
-        model = load_model(
-            str(final_dir), device, max_seq_length=config.max_seq_length, use_prompts=config.use_prompts
-        )
+        model = load_configured_model(config, str(final_dir), device, "the saved final model")
         result = history_from_checkpoint(last_checkpoint(run_dir / "checkpoints"))
     else:
         result = train_model(

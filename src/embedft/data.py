@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -154,8 +155,8 @@ def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> None:
             raise DataError(f"{path} is not UTF-8 text (it ends inside a character): save it as UTF-8") from None
 
 
-def check_json_lines(path: Path) -> None:
-    """Raise a DataError naming the first line of a .jsonl file that is not a JSON object."""
+def iter_json_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, row)`` for each non-blank line of a JSON-lines file; a DataError names a bad line."""
     with path.open(encoding="utf-8") as handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
@@ -168,6 +169,13 @@ def check_json_lines(path: Path) -> None:
                 ) from None
             if not isinstance(row, dict):
                 raise DataError(f"{path} line {number} is not a JSON object: each line must be {{...}}")
+            yield number, row
+
+
+def check_json_lines(path: Path) -> None:
+    """Raise a DataError naming the first line of a .jsonl file that is not a JSON object."""
+    for _ in iter_json_lines(path):
+        pass
 
 
 def first_line(exc: BaseException) -> str:
@@ -340,21 +348,12 @@ def load_corpus_file(path: str) -> list[str]:
     if suffix not in (".jsonl", ".txt"):
         raise DataError(f"corpus_file {path} must be .jsonl (rows with 'text', optional 'title') or .txt")
     check_utf8(file)
-    documents: list[str] = []
-    with file.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            if suffix == ".txt":
-                documents.append(line.strip())
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{path} line {number} is not valid JSON ({exc.msg}): fix or remove that line"
-                ) from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+    if suffix == ".txt":
+        documents = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        documents = []
+        for number, row in iter_json_lines(file):
+            if not isinstance(row.get("text"), str):
                 raise DataError(f"{path} line {number} has no 'text' string: each row must be {{\"text\": ...}}")
             title = row.get("title")
             text = (

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
     from sentence_transformers.sentence_transformer import SentenceTransformer
 
+    from embedft.config import RunConfig
+    from embedft.data import PreparedData
+
 logger = logging.getLogger(__name__)
 
 TRIPLET = "triplet"
@@ -122,6 +125,20 @@ def build_evaluator(
                 )
             )
     return SequentialEvaluator(evaluators)
+
+
+def evaluator_for(
+    config: RunConfig, data: PreparedData, triplets: Dataset, embedding_dimension: int | None
+) -> BaseEvaluator:
+    """The run's evaluator as the ``evaluation:`` section configures it, on the prepared data's held-out split."""
+    retrieval = (
+        build_retrieval_task(data.splits["test"], data.all_pairs, data.corpus)
+        if config.evaluation.information_retrieval
+        else None
+    )
+    return build_evaluator(
+        triplets, retrieval, config.evaluation.batch_size, config.evaluation.matryoshka_dims, embedding_dimension
+    )
 
 
 def standard_metrics(raw: dict[str, float]) -> dict[str, float]:

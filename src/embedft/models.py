@@ -12,6 +12,8 @@ from embedft.hub import hub_reachable, is_cached, is_hub_name, offline_message
 if TYPE_CHECKING:
     from sentence_transformers.sentence_transformer import SentenceTransformer
 
+    from embedft.config import RunConfig
+
 logger = logging.getLogger(__name__)
 
 
@@ -90,6 +92,13 @@ def load_model(
         model.prompts = {}
         model.default_prompt_name = None
     return model
+
+
+def load_configured_model(config: RunConfig, name: str, device: str, key: str) -> SentenceTransformer:
+    """:func:`load_model` with the config's cache folder, remote-code, length and prompt settings."""
+    return load_model(
+        name, device, config.cache_dir, config.trust_remote_code, config.max_seq_length, key, config.use_prompts
+    )
 
 
 def training_prompts(model: SentenceTransformer) -> dict[str, str] | None:

@@ -101,6 +101,16 @@ def report_markdown(metrics: dict[str, Any], plots: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def save_figure(figure: Any, path: Path) -> bool:
+    """Lay out, write as PNG, and free the figure."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
 def plot_loss(history: list[dict[str, Any]], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
@@ -116,10 +126,7 @@ def plot_loss(history: list[dict[str, Any]], path: Path) -> bool:
     axis.set_ylabel("MNRL loss")
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return True
+    return save_figure(figure, path)
 
 
 def plot_eval_metrics(metrics: dict[str, Any], path: Path) -> bool:
@@ -140,10 +147,7 @@ def plot_eval_metrics(metrics: dict[str, Any], path: Path) -> bool:
     axis.set_ylabel("score")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, ncol=2)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return True
+    return save_figure(figure, path)
 
 
 def plot_baseline_vs_final(metrics: dict[str, Any], path: Path) -> bool:
@@ -162,10 +166,7 @@ def plot_baseline_vs_final(metrics: dict[str, Any], path: Path) -> bool:
     axis.set_ylim(0, 1.05)
     axis.grid(axis="y", alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return True
+    return save_figure(figure, path)
 
 
 def plot_similarities(similarities: dict[str, Any], path: Path) -> bool:
@@ -184,7 +185,4 @@ def plot_similarities(similarities: dict[str, Any], path: Path) -> bool:
         axis.set_xlabel("similarity")
         axis.legend()
     axes[0][0].set_ylabel("pairs")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return True
+    return save_figure(figure, path)
