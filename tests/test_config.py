@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from embedft.config import RunConfig, all_keys, load_config
+from embedft.config import RunConfig, all_keys, load_config, mask_secrets, save_config
 from embedft.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,3 +116,12 @@ def test_readme_documents_every_key():
     readme = (ROOT / "README.md").read_text()
     missing = [key for key in all_keys() if f"`{key}`" not in readme]
     assert not missing, f"README.md config reference lacks {missing}: run make config-reference"
+
+
+def test_saved_config_masks_tokens_and_url_credentials(tmp_path):
+    token = "hf_" + "a1B2" * 9
+    config = load_config(None, [f"model_name=https://me:{token}@example.com/model", f"run_name=x{token}"])
+    save_config(config, tmp_path / "config.yaml")
+    saved = (tmp_path / "config.yaml").read_text()
+    assert token not in saved and "https://***@example.com/model" in saved and "run_name: x***" in saved
+    assert mask_secrets({"a": ["plain/path", 3]}) == {"a": ["plain/path", 3]}

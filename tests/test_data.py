@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
+import embedft.data
 from embedft.data import clean_pairs, load_pairs, sample_pairs, split_pairs
 from embedft.errors import DataError
 from tests.conftest import write_jsonl
@@ -50,6 +52,19 @@ def test_not_utf8_file_is_a_data_error(tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_bytes(b'{"query": "ok", "answer": "x"}\n{"query": "caf\xe9", "answer": "x"}\n')
     with pytest.raises(DataError, match="is not UTF-8 text \\(line 2\\): save it as UTF-8"):
+        load_pairs(str(path))
+
+
+def test_unreadable_file_is_a_data_error(tmp_path, monkeypatch):
+    path = write_jsonl(tmp_path / "pairs.jsonl", [{"query": "q", "answer": "a"}])
+    if os.geteuid() == 0:  # root reads a chmod 000 file anyway (CI runs as root): make the read itself fail
+        def denied(path):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(embedft.data, "check_utf8", denied)
+    else:
+        path.chmod(0)
+    with pytest.raises(DataError, match="cannot read .*pairs.jsonl: permission denied"):
         load_pairs(str(path))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -413,9 +414,31 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"'tensorboard_port' must be a port number (1-65535), got {config.tensorboard_port}")
 
 
+# Hugging Face access tokens, and the password part of user:password@ in URLs.
+SECRET_PATTERNS = (re.compile(r"hf_[A-Za-z0-9]{20,}"), re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+(?=@)"))
+MASK = "***"
+
+
+def mask_secrets(value: Any) -> Any:
+    """``value`` with every token or URL credential inside its strings replaced by ``***``.
+
+    No option holds a secret (hub access uses ``HF_TOKEN`` or ``hf auth login``), but a path or name may carry
+    one pasted by mistake; the config saved with a run must not keep it.
+    """
+    if isinstance(value, str):
+        for pattern in SECRET_PATTERNS:
+            value = pattern.sub(MASK, value)
+        return value
+    if isinstance(value, dict):
+        return {key: mask_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(item) for item in value]
+    return value
+
+
 def save_config(config: RunConfig, path: Path) -> None:
-    """Write the resolved configuration as YAML, so the run can be repeated exactly."""
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    """Write the resolved configuration as YAML, with secrets masked, so the run can be repeated exactly."""
+    path.write_text(yaml.safe_dump(mask_secrets(config.to_dict()), sort_keys=False), encoding="utf-8")
 
 
 def reference() -> str:
