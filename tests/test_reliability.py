@@ -71,6 +71,16 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_step_count(tmp_path):
     again = run_script("train_embed.py", "--resume", str(run_dir))
     assert again.returncode == 2 and "already finished" in again.stderr
 
+    # The same run without the kill ends where the resumed one did.
+    whole = run_script("train_embed.py", *TINY_RUN, f"output_dir={tmp_path / 'uninterrupted'}")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    reference = json.loads((tmp_path / "uninterrupted" / "latest" / "metrics.json").read_text())
+    assert reference["training"]["global_step"] == 8
+    assert metrics["baseline"] == reference["baseline"]  # same split and mined triplets
+    final_loss, reference_loss = (m["training"]["train_loss"] for m in (metrics, reference))
+    assert abs(final_loss - reference_loss) < 0.1 * reference_loss
+    assert abs(metrics["final"]["triplet_accuracy"] - reference["final"]["triplet_accuracy"]) <= 2 / 16
+
 
 def test_non_finite_loss_stops_with_the_step_and_a_hint(tmp_path):
     # A temperature of 1e-40 makes the similarity scale overflow to infinity: the loss is NaN at once.

@@ -147,9 +147,19 @@ def train_model(
         ) from None
     return TrainingResult(
         global_step=output.global_step,
-        train_loss=float(output.training_loss),
+        train_loss=mean_logged_loss(trainer.state.log_history),
         history=history_from_log(trainer.state.log_history),
     )
+
+
+def mean_logged_loss(log_history: list[dict[str, Any]]) -> float:
+    """Mean of the logged training losses over the whole run.
+
+    The trainer's own ``training_loss`` covers only the steps of the current session, so after a resume it would
+    differ from an uninterrupted run's; the log history is restored from the checkpoint and covers every step.
+    """
+    losses = [record["loss"] for record in log_history if "loss" in record]
+    return float(sum(losses) / len(losses)) if losses else float("nan")
 
 
 class NonFiniteLoss(Exception):
@@ -215,10 +225,9 @@ def history_from_checkpoint(checkpoint: str | None) -> TrainingResult:
     if checkpoint is None:
         return TrainingResult(global_step=0, train_loss=float("nan"))
     state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
-    losses = [record["loss"] for record in state["log_history"] if "loss" in record]
     return TrainingResult(
         global_step=int(state["global_step"]),
-        train_loss=float(sum(losses) / len(losses)) if losses else float("nan"),
+        train_loss=mean_logged_loss(state["log_history"]),
         history=history_from_log(state["log_history"]),
     )
 
