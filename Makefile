@@ -49,13 +49,13 @@ setup-embed-dirs: $(VENV)/.installed ## Check the config and create output_dir (
 train-embed: $(VENV)/.installed ## Mine hard negatives, train with MNRL, evaluate before/after (RESUME=run|latest)
 	$(PY) scripts/train_embed.py --config $(CONFIG) $(if $(RESUME),--resume $(RESUME)) $(SET)
 
-train-embed-tb: $(VENV)/.installed ## train-embed with TensorBoard serving the runs (TB_PORT=6006)
+train-embed-tb: $(VENV)/.installed ## train-embed with TensorBoard serving the runs (TB_PORT=6006, RESUME)
 	@outdir=$$($(PY) scripts/show_config.py --config $(CONFIG) $(SET) --get output_dir) || exit 2; \
 	port=$(if $(TB_PORT),$(TB_PORT),$$($(PY) scripts/show_config.py --config $(CONFIG) $(SET) --get tensorboard_port)); \
 	mkdir -p "$$outdir"; \
 	$(VENV)/bin/tensorboard --logdir "$$outdir" --port "$$port" --bind_all >"$$outdir/tensorboard-server.log" 2>&1 & \
 	echo "TensorBoard: http://localhost:$$port/ (pid $$!, log $$outdir/tensorboard-server.log; stop with: kill $$!)"; \
-	$(PY) scripts/train_embed.py --config $(CONFIG) $(SET) training.report_to=[tensorboard]
+	$(PY) scripts/train_embed.py --config $(CONFIG) $(if $(RESUME),--resume $(RESUME),$(SET) training.report_to=[tensorboard])
 
 eval-embed: $(VENV)/.installed ## Evaluate a model (MODEL=path, default: latest run's final model)
 	$(PY) scripts/eval_embed.py $(if $(MODEL),--model $(MODEL)) $(CONFIG_IF_GIVEN) $(SET)

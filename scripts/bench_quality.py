@@ -10,7 +10,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import sys
@@ -19,8 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 from embedft import cli
-from embedft.errors import EmbedftError
-from embedft.report import write_json
+from embedft.errors import ConfigError, EmbedftError
+from embedft.report import read_metrics, write_json
 
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "triplet_accuracy")
 
@@ -47,8 +46,26 @@ def results_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_results(output_dir: Path, args: argparse.Namespace, rows: list[dict]) -> str:
+    """``results.json`` and ``results.md`` for the seeds done so far (rewritten after each, so none is lost)."""
+    table = results_table(rows)
+    summary = {
+        "data": args.data,
+        "config": args.config,
+        "overrides": args.overrides,
+        "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
+        "runs": rows,
+    }
+    write_json(output_dir / "results.json", summary)
+    (output_dir / "results.md").write_text(table + "\n", encoding="utf-8")
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    fixed = [o for o in args.overrides if o.split("=", 1)[0] in ("output_dir", "run_name", "seed", "dataset_name")]
+    if fixed:
+        raise ConfigError(f"{', '.join(fixed)}: the benchmark sets these itself (use --output-dir, --seeds, --data)")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     output_dir = Path(args.output_dir) / stamp
     rows = []
@@ -68,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== seed {seed}: {' '.join(command)}", flush=True)
         if subprocess.run(command).returncode != 0:
             raise EmbedftError(f"the run for seed {seed} failed (see its output above)")
-        metrics = json.loads((output_dir / f"seed{seed}" / "metrics.json").read_text())
+        metrics = read_metrics(output_dir / f"seed{seed}" / "metrics.json")
         rows.append(
             {
                 "seed": seed,
@@ -78,16 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": time.perf_counter() - started,
             }
         )
-    table = results_table(rows)
-    summary = {
-        "data": args.data,
-        "config": args.config,
-        "overrides": args.overrides,
-        "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
-        "runs": rows,
-    }
-    write_json(output_dir / "results.json", summary)
-    (output_dir / "results.md").write_text(table + "\n", encoding="utf-8")
+        table = write_results(output_dir, args, rows)
     print(f"\n{table}\n\nResults: {output_dir / 'results.md'}")
     return 0
 

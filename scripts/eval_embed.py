@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Evaluate a saved model on the configured evaluation split (TripletEvaluator accuracy).
+"""Evaluate a saved model on the configured evaluation split: triplet accuracy and retrieval metrics.
 
 By default it scores the latest run's final model with that run's own config and evaluation triplets, so the
 numbers match the run's metrics.json. MODEL may be a run folder, a model folder (e.g. the untouched base model),
-or a packaged or hub name; then the evaluation triplets are mined again from the config's data.
+or a packaged or hub name; a model from no run is scored with the latest run's config (the same split), and the
+evaluation triplets are mined again from that config's data.
 
 Usage:
     python scripts/eval_embed.py [--model PATH] [--config CONFIG] [--output FILE] [key=value ...]
@@ -12,7 +13,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -36,15 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     from embedft.outputs import resolve_model_and_config
 
     model_path, run_dir, config = resolve_model_and_config(args.model, args.config, args.overrides)
-    use_offline_mode([config.dataset_name, model_path, config.mining_model_name])
+    use_offline_mode([*config.source_names, model_path])
     cli.setup_logging()
     if args.output is not None and Path(args.output).exists():
         raise OutputError(f"{args.output} already exists and is never overwritten: choose another --output")
+    if args.output is not None and not Path(args.output).parent.is_dir():
+        raise OutputError(f"the folder of --output {args.output} does not exist: create it or choose another path")
 
     from embedft.data import prepare_data
     from embedft.evaluation import evaluate, evaluator_for
     from embedft.mining import load_triplets, mine_evaluation_triplets
     from embedft.models import load_configured_model, resolve_device
+    from embedft.report import write_json
 
     device = resolve_device(config.device)
     model = load_configured_model(config, model_path, device, "MODEL")
@@ -54,9 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("Using the run's evaluation triplets: %s", saved_triplets)
         eval_triplets = load_triplets(saved_triplets)
     else:
-        mining_model = load_configured_model(
-            config, config.mining_model_name, config.mining.device, "mining_model_name"
-        )
+        mining_device = resolve_device(config.mining.device, "mining.device", for_training=False)
+        mining_model = load_configured_model(config, config.mining_model_name, mining_device, "mining_model_name")
         eval_triplets = mine_evaluation_triplets(
             data.splits["test"], data.corpus, mining_model, config.mining.batch_size, other_pairs=data.all_pairs
         )
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate(model, evaluator)
     result = {"model": model_path, "eval_triplets": len(eval_triplets), "metrics": metrics}
     if args.output is not None:
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(Path(args.output), result)
     print(f"\nModel: {model_path}")
     for name, value in metrics.items():
         print(f"  {name:<18} {value:.4f}")

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Retrieve the top-k answers for query texts with a saved model.
 
-Texts come from arguments, a file (--file, one per line) or standard input. The corpus is every answer of the
-configured data set, or the lines of --corpus. The model defaults to the latest run's final model.
+Texts come from arguments, a file (--file, one per line) or standard input. The corpus is the run's retrieval
+pool (every answer of the configured data, plus its corpus_file), or --corpus: a .jsonl with a 'text' per row or a
+text file with one document per line. The model defaults to the latest run's final model, loaded with the run's
+max_seq_length and query/document prompts.
 
 Usage:
     python scripts/infer_embed.py "how long does a building permit take?" [--top-k 5] [--model PATH]
@@ -25,7 +27,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("texts", nargs="*", help="Query texts.")
     parser.add_argument("--file", default=None, help="File with one query per line.")
     parser.add_argument("--model", default=None, help="Model or run folder (default: the latest run's final model).")
-    parser.add_argument("--corpus", default=None, help="Text file with one document per line (default: the answers).")
+    parser.add_argument(
+        "--corpus", default=None, help=".jsonl with 'text' rows, or a text file with one document per line."
+    )
     parser.add_argument("--top-k", type=int, default=5, help="Answers shown per query (default: %(default)s).")
     parser.add_argument("--json", action="store_true", help="Print JSON lines instead of a readable list.")
     parser.add_argument("--config", default=None, help="Config whose data set gives the corpus (default: the run's).")
@@ -45,27 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.top_k < 1:
         raise DataError(f"--top-k must be at least 1, got {args.top_k}")
     model_path, _, config = resolve_model_and_config(args.model, args.config, args.overrides)
-    use_offline_mode([config.dataset_name, model_path])
+    use_offline_mode([*config.source_names, model_path])
     cli.setup_logging()
 
-    from embedft.data import clean_pairs, load_pairs
+    from embedft.data import load_corpus_file, prepare_data
     from embedft.inference import search
-    from embedft.models import load_model, resolve_device
+    from embedft.models import load_configured_model, resolve_device
 
-    if args.corpus is not None:
-        corpus = read_texts([], args.corpus, None)
+    if args.corpus is None:
+        corpus = prepare_data(config).corpus
+    elif args.corpus.lower().endswith(".jsonl"):
+        corpus = load_corpus_file(args.corpus)
     else:
-        pairs, _ = clean_pairs(
-            load_pairs(
-                config.dataset_name, config.query_column, config.answer_column, config.dataset_split, config.cache_dir
-            )
-        )
-        corpus = list(dict.fromkeys(pairs["answer"]))
+        corpus = read_texts([], args.corpus, None)
     if not corpus:
         raise DataError(f"the corpus {args.corpus} is empty: give a file with one document per line")
-    model = load_model(
-        model_path, resolve_device(config.device), config.cache_dir, config.trust_remote_code, None, "MODEL"
-    )
+    model = load_configured_model(config, model_path, resolve_device(config.device, for_training=False), "MODEL")
     results = search(model, queries, corpus, top_k=args.top_k, batch_size=config.evaluation.batch_size)
     for query, hits in zip(queries, results):
         if args.json:

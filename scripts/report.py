@@ -8,7 +8,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from embedft import cli
@@ -29,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (run_dir / "metrics.json").is_file():
         raise OutputError(f"{args.run_dir} has no metrics.json: pass a finished run folder, e.g. RUN=outputs/latest")
     similarities_file = run_dir / "similarities.json"
-    similarities = json.loads(similarities_file.read_text()) if similarities_file.is_file() else None
+    similarities = read_metrics(similarities_file) if similarities_file.is_file() else None
     report = write_report(run_dir, read_metrics(run_dir / "metrics.json"), similarities)
     print(f"Report: {report}")
     return 0

@@ -17,7 +17,7 @@ import yaml
 
 from embedft import cli
 from embedft.config import load_config, reference
-from embedft.errors import OutputError
+from embedft.errors import ConfigError, OutputError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.get:
         node = values
         for part in args.get.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"--get {args.get}: no such config key (make config-reference lists them)")
             node = node[part]
         print("" if node is None else node)
     elif args.make_dirs:

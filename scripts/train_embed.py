@@ -37,22 +37,23 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config, args.overrides)
     resume_dir = None
     if args.resume is not None:
-        from embedft.outputs import find_resumable_run
+        from embedft.outputs import find_resumable_run, lock_run
 
         if args.overrides:
             raise ConfigError("a resumed run keeps its own config: drop the key=value overrides (SET) with RESUME")
         resume_dir = find_resumable_run(config.output_dir, args.resume)
+        run_lock = lock_run(resume_dir)  # held until the process ends
         config = load_config(resume_dir / "config.yaml")
-    use_offline_mode([config.dataset_name, config.model_name, config.mining_model_name])
+    use_offline_mode(config.source_names)
     cli.setup_logging()
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
     from embedft.data import prepare_data
-    from embedft.evaluation import evaluate, evaluator_for, pair_similarities
+    from embedft.evaluation import check_matryoshka_dims, evaluate, evaluator_for, pair_similarities
     from embedft.mining import load_triplets, mine_evaluation_triplets, mine_training_triplets, save_triplets
     from embedft.models import load_configured_model, resolve_device, warn_if_truncated
-    from embedft.outputs import FINAL_MODEL, create_run_dir, point_latest
+    from embedft.outputs import FINAL_MODEL, create_run_dir, lock_run, point_latest
     from embedft.report import format_summary, read_metrics, write_json, write_report
     from embedft.training import history_from_checkpoint, last_checkpoint, save_model_atomically, train_model
 
@@ -63,14 +64,16 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. Models: the one we train, and the mining model on its own device (the CPU by default).
     device = resolve_device(config.device)
+    mining_device = resolve_device(config.mining.device, "mining.device", for_training=False)
     model = load_configured_model(config, config.model_name, device, "model_name")
-    mining_model = load_configured_model(config, config.mining_model_name, config.mining.device, "mining_model_name")
-
+    mining_model = load_configured_model(config, config.mining_model_name, mining_device, "mining_model_name")
+    check_matryoshka_dims(config.evaluation.matryoshka_dims, model.get_embedding_dimension())
     warn_if_truncated(model, data.corpus)
 
     # Nothing is written before the inputs have all been checked.
     if resume_dir is None:
         run_dir = create_run_dir(config.output_dir, config.run_name)
+        run_lock = lock_run(run_dir)  # noqa: F841 - held until the process ends
         save_config(config, run_dir / "config.yaml")
         (run_dir / "data").mkdir()
     else:
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "Resuming" if resume_dir else "New",
         run_dir,
         device,
-        config.mining.device,
+        mining_device,
     )
 
     # 3. Hard-negative mining with the mining model; the triplets are kept, so a resumed run reuses them.

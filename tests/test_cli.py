@@ -85,9 +85,14 @@ def test_eval_embed_reproduces_the_runs_final_and_baseline_scores(finished_run, 
     assert scored["triplet_accuracy"] == pytest.approx(metrics["final"]["triplet_accuracy"], abs=1e-6)
     assert scored["ndcg@10"] == pytest.approx(metrics["final"]["ndcg@10"], abs=1e-6)
 
-    # The untouched base model, with the same data settings, scores the run's baseline.
+    # The untouched base model, scored with the latest run's config (the same split), gives the run's baseline.
     base = run_script(
-        "eval_embed.py", "--model", "packaged:all-MiniLM-L6-v2", *SMALL_RUN, "--output", str(tmp_path / "base.json")
+        "eval_embed.py",
+        "--model",
+        "packaged:all-MiniLM-L6-v2",
+        f"output_dir={output_dir}",
+        "--output",
+        str(tmp_path / "base.json"),
     )
     assert base.returncode == 0, base.stderr[-3000:]
     scored = json.loads((tmp_path / "base.json").read_text())["metrics"]
@@ -162,6 +167,9 @@ def bad_data_file(tmp_path: Path, kind: str) -> str:
         (["corpus_file=missing.txt"], "corpus_file missing.txt does not exist"),
         (["split_column=fold"], "split_column 'fold' not found"),
         (["output_dir=<a file>"], "cannot create output_dir"),
+        (["device=gpu"], "'device' is 'gpu', not a device: use cpu, cuda"),
+        (["mining.device=cuda"], "'mining.device' is 'cuda' but no CUDA GPU is visible"),
+        (["evaluation.matryoshka_dims=[512]"], "has 512, larger than the model's 384 dimensions"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, overrides, expected):
@@ -180,6 +188,13 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, overrides, ex
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(error_lines) == 1 and expected in error_lines[0], result.stderr[-2000:]
     assert not output_dir.exists() or not any(output_dir.iterdir())
+
+
+def test_show_config_get_names_an_unknown_key():
+    assert run_script("show_config.py", "--get", "training.eval_steps").stdout.strip() == "10"
+    result = run_script("show_config.py", "--get", "training.nope")
+    assert result.returncode == 2 and "--get training.nope: no such config key" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_eval_and_infer_without_a_finished_run_say_what_to_do(tmp_path):

@@ -58,6 +58,7 @@ def test_not_utf8_file_is_a_data_error(tmp_path):
 def test_unreadable_file_is_a_data_error(tmp_path, monkeypatch):
     path = write_jsonl(tmp_path / "pairs.jsonl", [{"query": "q", "answer": "a"}])
     if os.geteuid() == 0:  # root reads a chmod 000 file anyway (CI runs as root): make the read itself fail
+
         def denied(path):
             raise PermissionError(13, "Permission denied", str(path))
 
@@ -177,6 +178,8 @@ def test_split_column_errors_name_the_fix(tmp_path):
         prepare_data(config_for(path, split_column="fold"))
     with pytest.raises(DataError, match="no rows with split == 'validation' .*: set test_split_value"):
         prepare_data(config_for(path, split_column="split", test_split_value="validation"))
+    with pytest.raises(DataError, match="test_size=0.01 holds out no question of 2"):
+        prepare_data(config_for(path, split_column="split", test_size=0.01))
 
 
 def test_separate_eval_file(tmp_path):

@@ -50,6 +50,12 @@ def test_hub_model_loads_from_a_cache_laid_out_like_the_hub(tmp_path):
             target.symlink_to(file)
     model = load_model("sentence-transformers/all-MiniLM-L6-v2", "cpu", cache_dir=str(tmp_path))
     assert model.get_embedding_dimension() == 384
+    # Static embedding models have modules.json but no config.json: still found in the cache.
+    (snapshot / "config.json").unlink()
+    assert resolve_model_source("sentence-transformers/all-MiniLM-L6-v2", str(tmp_path)) == (
+        "sentence-transformers/all-MiniLM-L6-v2",
+        True,
+    )
 
 
 def test_mixed_precision_on_cpu_warns_and_uses_fp32(caplog):

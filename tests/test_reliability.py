@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from safetensors import SafetensorError
 
 from embedft.errors import OutputError
 from embedft.training import last_checkpoint, save_model_atomically
@@ -92,11 +93,13 @@ def test_non_finite_loss_stops_with_the_step_and_a_hint(tmp_path):
     assert not (tmp_path / "latest").exists()
 
 
-def test_failed_save_leaves_no_half_written_model(tmp_path, minilm, monkeypatch):
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), SafetensorError("No space left on device")])
+def test_failed_save_leaves_no_half_written_model(tmp_path, minilm, monkeypatch, error):
     def disk_full(path, *args, **kwargs):
         (tmp_path / os.path.basename(path) / "model.safetensors").write_bytes(b"partial")
-        raise OSError(28, "No space left on device")
+        raise error
 
+    (tmp_path / ".final.partial-1").mkdir()  # left by an earlier save that crashed
     monkeypatch.setattr(minilm, "save", disk_full)
     with pytest.raises(OutputError, match="No space left on device .*nothing half-written"):
         save_model_atomically(minilm, tmp_path / "final")
@@ -107,3 +110,19 @@ def test_final_model_is_never_overwritten(tmp_path, minilm):
     (tmp_path / "final").mkdir()
     with pytest.raises(OutputError, match="never overwritten"):
         save_model_atomically(minilm, tmp_path / "final")
+
+
+def test_a_run_in_use_by_another_process_is_not_resumed(tmp_path):
+    from embedft.config import RunConfig, save_config
+    from embedft.outputs import lock_run
+
+    run_dir = tmp_path / "outputs" / "busy"
+    run_dir.mkdir(parents=True)
+    save_config(RunConfig(output_dir=str(tmp_path / "outputs")), run_dir / "config.yaml")
+    handle = lock_run(run_dir)  # this test process plays the run still training
+    try:
+        result = run_script("train_embed.py", "--resume", str(run_dir))
+    finally:
+        handle.close()
+    assert result.returncode == 2 and "is in use by another training process" in result.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "config.yaml"]

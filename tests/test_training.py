@@ -25,6 +25,12 @@ def test_arguments_use_no_duplicates_sampler_and_fp32_on_cpu(tmp_path):
     )
     assert not args.bf16 and not args.fp16
     assert args.eval_steps == 3 and args.warmup_steps == pytest.approx(0.1)
+    assert str(args.eval_strategy.value if hasattr(args.eval_strategy, "value") else args.eval_strategy) == "steps"
+
+    # eval_steps null: evaluation only before and after training, never inside it.
+    config = RunConfig(training=TrainingConfig(eval_steps=None))
+    args = build_training_arguments(config, str(tmp_path), "cpu", has_evaluator=True)
+    assert str(args.eval_strategy.value if hasattr(args.eval_strategy, "value") else args.eval_strategy) == "no"
 
 
 def test_history_merges_train_and_eval_records():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
 import types
 import typing
@@ -72,7 +73,9 @@ class TrainingConfig:
     bf16: bool = _option(
         True, "Mixed precision bfloat16 (CUDA GPUs that support it; falls back to fp32 with a warning elsewhere)."
     )
-    eval_steps: int = _option(10, "Run the evaluators every this many optimizer steps.")
+    eval_steps: int | None = _option(
+        10, "Run the evaluators every this many optimizer steps; null: only before and after training."
+    )
     save_steps: int = _option(10, "Write a checkpoint every this many optimizer steps.")
     logging_steps: int = _option(10, "Log loss and learning rate every this many optimizer steps.")
     warmup_ratio: float | None = _option(
@@ -161,7 +164,11 @@ class RunConfig:
     temperature: float = _option(
         0.05, "MNRL temperature: similarities are divided by it (scale = 1/temperature); lower is sharper."
     )
-    device: str | None = _option(None, "Training device ('cpu', 'cuda', 'cuda:1', ...); null picks CUDA if present.")
+    device: str | None = _option(
+        None,
+        "Training device ('cpu', 'cuda', 'mps'); null picks CUDA if present. The trainer uses the first visible GPU "
+        "(all of them when there are several): pick GPUs with CUDA_VISIBLE_DEVICES.",
+    )
     # Outputs
     output_dir: str = _option("outputs", "Folder that holds one sub-folder per run and the 'latest' link.")
     run_name: str | None = _option(None, "Name of this run's folder; null uses a timestamp. Never reused.")
@@ -177,6 +184,12 @@ class RunConfig:
         if self.training.warmup_ratio is not None:
             return self.training.warmup_ratio
         return self.warmup_ratio
+
+    @property
+    def source_names(self) -> list[str]:
+        """Every configured data set and model name, to decide whether the hub is needed at all."""
+        names = [self.dataset_name, self.eval_dataset_name, self.model_name, self.mining_model_name]
+        return [name for name in names if name is not None]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -342,11 +355,11 @@ def _try_coerce(value: Any, annotation: Any) -> tuple[bool, Any]:
         return isinstance(value, int) and not isinstance(value, bool), value
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True, float(value)
+            return math.isfinite(value), float(value)
         # PyYAML reads 3e-5 (no dot) as a string; accept it as the number it clearly is.
         if isinstance(value, str):
             try:
-                return True, float(value)
+                return math.isfinite(float(value)), float(value)
             except ValueError:
                 return False, value
         return False, value
@@ -371,8 +384,13 @@ def validate(config: RunConfig) -> None:
         "evaluation.batch_size": config.evaluation.batch_size,
     }
     for key, value in positive.items():
-        if value <= 0:
+        if value is not None and value <= 0:
             raise ConfigError(f"'{key}' must be greater than 0, got {value}")
+    if config.max_seq_length is not None and config.max_seq_length <= 0:
+        raise ConfigError(f"'max_seq_length' must be greater than 0 or null, got {config.max_seq_length}")
+    workers = config.training.dataloader_num_workers
+    if workers < 0:
+        raise ConfigError(f"'training.dataloader_num_workers' must be 0 or more, got {workers}")
     if config.sample_size is not None and config.sample_size <= 0:
         raise ConfigError(f"'sample_size' must be greater than 0 or null (all pairs), got {config.sample_size}")
     for dim in config.evaluation.matryoshka_dims:

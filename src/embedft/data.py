@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from embedft.errors import DataError
+from embedft.errors import DataError, first_line
 from embedft.hub import is_hub_name, resolve_hub_snapshot
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def load_local(path: Path, split: str) -> Dataset:
     except PermissionError:
         raise DataError(f"cannot read {path}: permission denied") from None
     except ValueError as exc:
-        if "split" in str(exc).lower() or "Unknown split" in str(exc):
+        if "split" in str(exc).lower():
             raise DataError(f"data set {path} has no split '{split}': set dataset_split") from None
         raise DataError(f"cannot read {path}: {first_line(exc)}") from None
     except Exception as exc:  # datasets and pyarrow raise many types for malformed files
@@ -176,12 +176,6 @@ def check_json_lines(path: Path) -> None:
     """Raise a DataError naming the first line of a .jsonl file that is not a JSON object."""
     for _ in iter_json_lines(path):
         pass
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type when it has none."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def select_columns(dataset: Dataset, query_column: str, answer_column: str, source: str) -> Dataset:
@@ -260,6 +254,22 @@ def sample_pairs(dataset: Dataset, sample_size: int | None, seed: int) -> Datase
     return dataset.select(sorted(order.tolist()))
 
 
+def question_count(test_size: int | float, n_questions: int) -> int:
+    """How many questions ``test_size`` means: itself, or a fraction of ``n_questions``; at least one."""
+    count = round(test_size * n_questions) if isinstance(test_size, float) else test_size
+    if count < 1:
+        raise DataError(
+            f"test_size={test_size} holds out no question of {n_questions}: raise test_size to at least one question"
+        )
+    return count
+
+
+def pick_questions(queries: list[str], count: int, seed: int) -> set[str]:
+    """``count`` of the distinct ``queries`` by a seeded permutation: the same on every run with the same seed."""
+    order = np.random.default_rng(seed).permutation(len(queries))
+    return {queries[i] for i in order[:count]}
+
+
 def split_pairs(dataset: Dataset, test_size: int | float, seed: int) -> DatasetDict:
     """Hold out ``test_size`` questions, with all their answers, as the evaluation split.
 
@@ -280,14 +290,13 @@ def split_pairs(dataset: Dataset, test_size: int | float, seed: int) -> DatasetD
     from datasets import DatasetDict
 
     queries = list(dict.fromkeys(dataset[QUERY]))
-    n_test = round(test_size * len(queries)) if isinstance(test_size, float) else test_size
-    if n_test >= len(queries) or n_test < 1:
+    n_test = question_count(test_size, len(queries))
+    if n_test >= len(queries):
         raise DataError(
             f"test_size={test_size} must be smaller than the number of distinct questions ({len(queries)}): "
             "lower test_size or sample_size"
         )
-    order = np.random.default_rng(seed).permutation(len(queries))
-    test_queries = {queries[i] for i in order[:n_test]}
+    test_queries = pick_questions(queries, n_test, seed)
     is_test = [query in test_queries for query in dataset[QUERY]]
     train = dataset.select([i for i, flag in enumerate(is_test) if not flag])
     test = dataset.select([i for i, flag in enumerate(is_test) if flag])
@@ -327,11 +336,10 @@ def sample_questions(dataset: Dataset, count: int | float | None, seed: int) -> 
     if count is None:
         return dataset
     queries = list(dict.fromkeys(dataset[QUERY]))
-    n_keep = round(count * len(queries)) if isinstance(count, float) else count
+    n_keep = question_count(count, len(queries))
     if n_keep >= len(queries):
         return dataset
-    order = np.random.default_rng(seed).permutation(len(queries))
-    keep = {queries[i] for i in order[:n_keep]}
+    keep = pick_questions(queries, n_keep, seed)
     return dataset.select([i for i, query in enumerate(dataset[QUERY]) if query in keep])
 
 

@@ -103,11 +103,8 @@ def build_evaluator(
         )
     ]
     if retrieval is not None:
+        check_matryoshka_dims(matryoshka_dims or [], embedding_dimension)
         for dim in [None, *(matryoshka_dims or [])]:
-            if dim is not None and embedding_dimension is not None and dim > embedding_dimension:
-                raise ConfigError(
-                    f"'evaluation.matryoshka_dims' has {dim}, larger than the model's {embedding_dimension} dimensions"
-                )
             evaluators.append(
                 InformationRetrievalEvaluator(
                     queries=retrieval.queries,
@@ -125,6 +122,15 @@ def build_evaluator(
                 )
             )
     return SequentialEvaluator(evaluators)
+
+
+def check_matryoshka_dims(dims: list[int], embedding_dimension: int | None) -> None:
+    """Raise a ConfigError for a truncation size the model cannot give (None: size unknown, nothing to check)."""
+    for dim in dims:
+        if embedding_dimension is not None and dim > embedding_dimension:
+            raise ConfigError(
+                f"'evaluation.matryoshka_dims' has {dim}, larger than the model's {embedding_dimension} dimensions"
+            )
 
 
 def evaluator_for(

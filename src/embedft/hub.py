@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlparse
 
-from embedft.errors import DataError, ModelError
+from embedft.errors import DataError, ModelError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -96,4 +96,4 @@ def resolve_hub_snapshot(repo_id: str, repo_type: str, cache_dir: str | None) ->
     try:
         return snapshot_download(repo_id, repo_type=repo_type, cache_dir=cache_dir)
     except HfHubHTTPError as exc:
-        raise error(f"cannot download {repo_type} '{repo_id}': {str(exc).splitlines()[0]}") from None
+        raise error(f"cannot download {repo_type} '{repo_id}': {first_line(exc)}") from None

@@ -52,7 +52,6 @@ def mine_training_triplets(
     options: MiningConfig,
     seed: int,
     extra_documents: list[str] | None = None,
-    embedding_cache: str | None = None,
 ) -> Dataset:
     """Mine ``options.num_negatives`` hard negatives for every training pair.
 
@@ -67,7 +66,6 @@ def mine_training_triplets(
         options: the ``mining:`` section of the config.
         seed: seeds ``sampling_strategy: random``.
         extra_documents: documents that are nobody's positive (corpus_file); they join the candidate pool.
-        embedding_cache: folder for cached embeddings (None: a temporary folder when there are several chunks).
 
     Returns:
         A Dataset with columns ``query``, ``answer``, ``negative``.
@@ -77,9 +75,9 @@ def mine_training_triplets(
     pairs = train.select_columns([QUERY, ANSWER])
     pool = list(dict.fromkeys([*pairs[ANSWER], *(extra_documents or [])]))
     chunks = query_chunks(pairs[QUERY], options.chunk_size)
-    random.seed(seed)
+    random.seed(seed)  # mine_hard_negatives draws sampling_strategy='random' from Python's global generator
     with tempfile.TemporaryDirectory(prefix="embedft-mining-") as scratch:
-        cache = embedding_cache or (scratch if len(chunks) > 1 else None)
+        cache = scratch if len(chunks) > 1 else None  # the pool's embeddings, reused by every chunk
         parts = []
         for number, indices in enumerate(chunks, start=1):
             if len(chunks) > 1:

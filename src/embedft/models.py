@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embedft.errors import ModelError
+from embedft.errors import ConfigError, ModelError, first_line
 from embedft.hub import hub_reachable, is_cached, is_hub_name, offline_message
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ def resolve_model_source(name: str, cache_dir: str | None, key: str = "model_nam
         raise ModelError(f"{key} '{name}' is a file: point it at the model's folder")
     if not is_hub_name(name):
         raise ModelError(f"{key} '{name}' does not exist: set {key} to a model folder or a hub name")
-    if is_cached(name, "model", cache_dir, "config.json"):
+    # Sentence-transformers models always have modules.json (static ones have no config.json); plain ones config.json.
+    if any(is_cached(name, "model", cache_dir, file) for file in ("modules.json", "config.json")):
         return name, True
     if not hub_reachable():
         raise ModelError(offline_message(name, "model", key, cache_dir))
@@ -84,8 +85,7 @@ def load_model(
             local_files_only=local_only,
         )
     except (OSError, ValueError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load {key} '{name}': {message}") from None
+        raise ModelError(f"cannot load {key} '{name}': {first_line(exc)}") from None
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     if not use_prompts:
@@ -139,14 +139,34 @@ def warn_if_truncated(model: SentenceTransformer, texts: list[str], what: str = 
     return longer
 
 
-def resolve_device(device: str | None) -> str:
-    """The training device: the configured one, else CUDA when present, else the CPU."""
+def resolve_device(device: str | None, key: str = "device", for_training: bool = True) -> str:
+    """The configured device checked against this machine; None picks CUDA when present, else the CPU.
+
+    The trainer always trains on the first visible GPU (all of them, with several), so for training a ``cuda:N``
+    other than ``cuda:0`` is refused with the way to pick that GPU instead.
+
+    Raises:
+        ConfigError: not a device name, or one for training that the trainer would not honour.
+        ModelError: a CUDA device on a machine with no (or not that many) GPUs.
+    """
     import torch
 
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"device '{device}' was asked for but no CUDA GPU is visible: set device: cpu or null")
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"'{key}' is '{device}', not a device: use cpu, cuda, cuda:0, mps or null") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(f"'{key}' is '{device}' but no CUDA GPU is visible: set {key}: cpu or null")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ModelError(f"'{key}' is '{device}' but only {torch.cuda.device_count()} GPU(s) are visible")
+        if for_training and parsed.index:
+            raise ConfigError(
+                f"'{key}' is '{device}': the trainer uses the first visible GPU; run with "
+                f"CUDA_VISIBLE_DEVICES={parsed.index} and {key}: cuda instead"
+            )
     return device
 
 

@@ -6,6 +6,7 @@ import os
 import re
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 from embedft.config import RunConfig, load_config
 from embedft.errors import OutputError
@@ -102,13 +103,19 @@ def resolve_model_and_config(
     """For eval-embed and infer-embed: the model to load, its run folder (if any), and the config to use.
 
     The config is the given file; without one, the evaluated run's own ``config.yaml`` (so the split and data
-    match the run); without a run, the embedded defaults. Overrides apply in every case.
+    match the run); for a model from no run (e.g. the base model), the latest run's, so both are scored on the
+    same split; without any run, the embedded defaults. Overrides apply in every case.
     """
     given = load_config(config_path, overrides)
     model_path = resolve_model_argument(given.output_dir, model)
     run_dir = run_dir_of(model_path)
-    if config_path is None and run_dir is not None:
+    if config_path is not None:
+        return model_path, run_dir, given
+    latest_config = Path(given.output_dir).expanduser() / LATEST / "config.yaml"
+    if run_dir is not None:
         return model_path, run_dir, load_config(run_dir / "config.yaml", overrides)
+    if latest_config.is_file():
+        return model_path, run_dir, load_config(latest_config, overrides)
     return model_path, run_dir, given
 
 
@@ -138,3 +145,24 @@ def find_resumable_run(output_dir: str | Path, resume: str) -> Path:
     if is_finished(run_dir):
         raise OutputError(f"run {resume} already finished (it has metrics.json): there is nothing to resume")
     return run_dir
+
+
+def lock_run(run_dir: Path) -> IO[str]:
+    """Take an exclusive lock on a run folder for as long as the returned handle stays open (the process's life).
+
+    Two processes training into one run would interleave checkpoints; the second one is refused instead.
+
+    Raises:
+        OutputError: another process holds the run.
+    """
+    import fcntl
+
+    handle = open(run_dir / ".lock", "a", encoding="utf-8")  # noqa: SIM115 - held open on purpose
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise OutputError(
+            f"run {run_dir} is in use by another training process: let it finish, or resume another run"
+        ) from None
+    return handle

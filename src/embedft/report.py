@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from embedft.errors import OutputError, first_line
+
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
@@ -16,7 +18,11 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read a JSON file this suite wrote; an OutputError (one line) when it is missing or damaged."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OutputError(f"cannot read {path}: {first_line(exc)}") from None
 
 
 def metric_changes(baseline: dict[str, float], final: dict[str, float]) -> list[tuple[str, float, float]]:

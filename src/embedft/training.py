@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedft.config import RunConfig
-from embedft.errors import OutputError, TrainingError
+from embedft.errors import OutputError, TrainingError, first_line
 from embedft.evaluation import standard_metrics
 from embedft.models import resolve_precision, training_prompts
 
@@ -70,7 +70,7 @@ def build_training_arguments(
         **{checkpointing: training.gradient_checkpointing},
         # MNRL uses the other pairs of a batch as negatives: a duplicate text would be its own negative.
         batch_sampler=BatchSamplers.NO_DUPLICATES,
-        eval_strategy="steps" if has_evaluator else "no",
+        eval_strategy="steps" if has_evaluator and training.eval_steps is not None else "no",
         eval_steps=training.eval_steps,
         save_strategy="steps",
         save_steps=training.save_steps,
@@ -237,20 +237,23 @@ def save_model_atomically(model: SentenceTransformer, destination: Path) -> None
 
     The model is written to a temporary sibling folder and renamed into place once complete.
     """
+    from safetensors import SafetensorError
+
     destination = Path(destination)
     if destination.exists():
         raise OutputError(f"{destination} already exists and is never overwritten")
+    for stale in destination.parent.glob(f".{destination.name}.partial-*"):  # left by a save that crashed
+        shutil.rmtree(stale, ignore_errors=True)
     temporary = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)  # left by a crashed save of this process id
     temporary.mkdir()
     try:
         model.save(str(temporary))
         temporary.rename(destination)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error type
         shutil.rmtree(temporary, ignore_errors=True)
         raise OutputError(
-            f"cannot save the final model to {destination}: {exc.strerror or exc} (nothing half-written was left; "
-            "free disk space and resume the run to save it)"
+            f"cannot save the final model to {destination}: {getattr(exc, 'strerror', None) or first_line(exc)} "
+            "(nothing half-written was left; free disk space and resume the run to save it)"
         ) from None
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
