@@ -55,7 +55,7 @@ train-embed-tb: $(VENV)/.installed ## train-embed with TensorBoard serving the r
 	mkdir -p "$$outdir"; \
 	$(VENV)/bin/tensorboard --logdir "$$outdir" --port "$$port" --bind_all >"$$outdir/tensorboard-server.log" 2>&1 & \
 	echo "TensorBoard: http://localhost:$$port/ (pid $$!, log $$outdir/tensorboard-server.log; stop with: kill $$!)"; \
-	$(PY) scripts/train_embed.py --config $(CONFIG) $(if $(RESUME),--resume $(RESUME),$(SET) training.report_to=[tensorboard])
+	$(PY) scripts/train_embed.py --config $(CONFIG) $(if $(RESUME),--resume $(RESUME) $(SET),$(SET) training.report_to=[tensorboard])
 
 eval-embed: $(VENV)/.installed ## Evaluate a model (MODEL=path, default: latest run's final model)
 	$(PY) scripts/eval_embed.py $(if $(MODEL),--model $(MODEL)) $(CONFIG_IF_GIVEN) $(SET)

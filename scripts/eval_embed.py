@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from embedft.outputs import resolve_model_and_config
 
+    cli.setup_logging()
     model_path, run_dir, config = resolve_model_and_config(args.model, args.config, args.overrides)
     use_offline_mode([*config.source_names, model_path])
-    cli.setup_logging()
     if args.output is not None and Path(args.output).exists():
         raise OutputError(f"{args.output} already exists and is never overwritten: choose another --output")
     if args.output is not None and not Path(args.output).parent.is_dir():
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from embedft.models import load_configured_model, resolve_device
     from embedft.report import write_json
 
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, for_training=False)
     model = load_configured_model(config, model_path, device, "MODEL")
     data = prepare_data(config)
     saved_triplets = run_dir / "data" / "eval_triplets.jsonl" if run_dir is not None else None

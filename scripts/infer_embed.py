@@ -48,22 +48,22 @@ def main(argv: list[str] | None = None) -> int:
         raise DataError('no query texts: pass them as arguments, TEXT="...", FILE=path, or on standard input')
     if args.top_k < 1:
         raise DataError(f"--top-k must be at least 1, got {args.top_k}")
+    cli.setup_logging()
     model_path, _, config = resolve_model_and_config(args.model, args.config, args.overrides)
     use_offline_mode([*config.source_names, model_path])
-    cli.setup_logging()
 
-    from embedft.data import load_corpus_file, prepare_data
+    from embedft.data import load_corpus_file, retrieval_pool
     from embedft.inference import search
     from embedft.models import load_configured_model, resolve_device
 
     if args.corpus is None:
-        corpus = prepare_data(config).corpus
+        corpus = retrieval_pool(config)
     elif args.corpus.lower().endswith(".jsonl"):
-        corpus = load_corpus_file(args.corpus)
+        corpus = load_corpus_file(args.corpus, key="--corpus")
     else:
         corpus = read_texts([], args.corpus, None)
-    if not corpus:
-        raise DataError(f"the corpus {args.corpus} is empty: give a file with one document per line")
+        if not corpus:
+            raise DataError(f"the corpus {args.corpus} is empty: give a file with one document per line")
     model = load_configured_model(config, model_path, resolve_device(config.device, for_training=False), "MODEL")
     results = search(model, queries, corpus, top_k=args.top_k, batch_size=config.evaluation.batch_size)
     for query, hits in zip(queries, results):

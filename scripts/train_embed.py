@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.overrides:
             raise ConfigError("a resumed run keeps its own config: drop the key=value overrides (SET) with RESUME")
         resume_dir = find_resumable_run(config.output_dir, args.resume)
-        run_lock = lock_run(resume_dir)  # held until the process ends
+        run_lock = lock_run(resume_dir)  # noqa: F841 - held until the process ends
+        resume_dir = find_resumable_run(config.output_dir, str(resume_dir))  # it may have finished meanwhile
         config = load_config(resume_dir / "config.yaml")
     use_offline_mode(config.source_names)
     cli.setup_logging()

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import run_script, write_jsonl
 
@@ -168,7 +169,11 @@ def bad_data_file(tmp_path: Path, kind: str) -> str:
         (["split_column=fold"], "split_column 'fold' not found"),
         (["output_dir=<a file>"], "cannot create output_dir"),
         (["device=gpu"], "'device' is 'gpu', not a device: use cpu, cuda"),
-        (["mining.device=cuda"], "'mining.device' is 'cuda' but no CUDA GPU is visible"),
+        pytest.param(
+            ["mining.device=cuda"],
+            "'mining.device' is 'cuda' but no CUDA GPU is visible",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+        ),
         (["evaluation.matryoshka_dims=[512]"], "has 512, larger than the model's 384 dimensions"),
     ],
 )
@@ -188,6 +193,18 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, overrides, ex
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(error_lines) == 1 and expected in error_lines[0], result.stderr[-2000:]
     assert not output_dir.exists() or not any(output_dir.iterdir())
+
+
+def test_a_model_inside_a_run_is_scored_with_that_runs_config(tmp_path):
+    from embedft.outputs import run_dir_of
+
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "checkpoints" / "checkpoint-8").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 1\n")
+    assert run_dir_of(str(run / "final")) == run
+    assert run_dir_of(str(run / "checkpoints" / "checkpoint-8")) == run
+    assert run_dir_of(str(tmp_path)) is None
 
 
 def test_show_config_get_names_an_unknown_key():

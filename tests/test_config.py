@@ -122,10 +122,14 @@ def test_readme_documents_every_key():
     assert not missing, f"README.md config reference lacks {missing}: run make config-reference"
 
 
-def test_saved_config_masks_tokens_and_url_credentials(tmp_path):
+def test_tokens_and_url_credentials_are_refused_and_never_saved(tmp_path):
     token = "hf_" + "a1B2" * 9
-    config = load_config(None, [f"model_name=https://me:{token}@example.com/model", f"run_name=x{token}"])
+    for override in (f"model_name=https://me:{token}@example.com/model", f"run_name=run-{token}"):
+        with pytest.raises(ConfigError, match="looks like an access token or password: remove it"):
+            load_config(None, [override])
+    # A config built some other way is still saved with the secret masked.
+    config = RunConfig(model_name=f"https://me:{token}@example.com/model", run_name=f"run-{token}")
     save_config(config, tmp_path / "config.yaml")
     saved = (tmp_path / "config.yaml").read_text()
-    assert token not in saved and "https://***@example.com/model" in saved and "run_name: x***" in saved
-    assert mask_secrets({"a": ["plain/path", 3]}) == {"a": ["plain/path", 3]}
+    assert token not in saved and "https://***@example.com/model" in saved and "run_name: run-***" in saved
+    assert mask_secrets({"a": ["plain/path", 3, "/data/hf_medquad"]}) == {"a": ["plain/path", 3, "/data/hf_medquad"]}

@@ -11,6 +11,7 @@ from embedft.errors import ModelError
 from embedft.models import (
     load_model,
     packaged_model_path,
+    resolve_device,
     resolve_model_source,
     resolve_precision,
     warn_if_truncated,
@@ -69,3 +70,25 @@ def test_texts_longer_than_the_window_are_warned_once(minilm, caplog):
         assert warn_if_truncated(minilm, ["short answer", "word " * 400, "word " * 300]) == 2
     warnings = [r for r in caplog.records if "token window" in r.getMessage()]
     assert len(warnings) == 1 and "2 of 3 answers" in warnings[0].getMessage()
+
+
+def test_device_names_are_checked_against_the_machine(monkeypatch):
+    import torch
+
+    from embedft.errors import ConfigError
+
+    assert resolve_device("cpu") == "cpu"
+    for bad in ("gpu", "meta"):
+        with pytest.raises(ConfigError, match=f"'device' is '{bad}', not a device"):
+            resolve_device(bad)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:0") == "cuda:0"
+    assert resolve_device("cuda:1", "mining.device", for_training=False) == "cuda:1"
+    with pytest.raises(ConfigError, match="run with CUDA_VISIBLE_DEVICES=1 and device: cuda"):
+        resolve_device("cuda:1")
+    with pytest.raises(ModelError, match="only 2 GPU"):
+        resolve_device("cuda:2", for_training=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ModelError, match="no CUDA GPU is visible"):
+        resolve_device("cuda")

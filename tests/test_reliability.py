@@ -13,6 +13,7 @@ import pytest
 from safetensors import SafetensorError
 
 from embedft.errors import OutputError
+from embedft.outputs import lock_run
 from embedft.training import last_checkpoint, save_model_atomically
 from tests.conftest import ROOT, run_script
 
@@ -45,6 +46,8 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_step_count(tmp_path):
                 break
             time.sleep(0.2)
         assert process.poll() is None, "the run ended before it could be killed"
+        with pytest.raises(OutputError, match="in use by another training process"):
+            lock_run(runs[0])  # the training process holds its run folder
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
     finally:
@@ -114,7 +117,6 @@ def test_final_model_is_never_overwritten(tmp_path, minilm):
 
 def test_a_run_in_use_by_another_process_is_not_resumed(tmp_path):
     from embedft.config import RunConfig, save_config
-    from embedft.outputs import lock_run
 
     run_dir = tmp_path / "outputs" / "busy"
     run_dir.mkdir(parents=True)

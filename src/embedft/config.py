@@ -219,6 +219,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         set_dotted(raw, key, value)
     config = build(RunConfig, raw, prefix="")
     validate(config)
+    refuse_secrets(config.to_dict())
     return config
 
 
@@ -355,7 +356,10 @@ def _try_coerce(value: Any, annotation: Any) -> tuple[bool, Any]:
         return isinstance(value, int) and not isinstance(value, bool), value
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return math.isfinite(value), float(value)
+            try:
+                return math.isfinite(value), float(value)
+            except OverflowError:  # an integer too large for a float
+                return False, value
         # PyYAML reads 3e-5 (no dot) as a string; accept it as the number it clearly is.
         if isinstance(value, str):
             try:
@@ -433,7 +437,7 @@ def validate(config: RunConfig) -> None:
 
 
 # Hugging Face access tokens, and the password part of user:password@ in URLs.
-SECRET_PATTERNS = (re.compile(r"hf_[A-Za-z0-9]{20,}"), re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+(?=@)"))
+SECRET_PATTERNS = (re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"), re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+(?=@)"))
 MASK = "***"
 
 
@@ -452,6 +456,18 @@ def mask_secrets(value: Any) -> Any:
     if isinstance(value, list):
         return [mask_secrets(item) for item in value]
     return value
+
+
+def refuse_secrets(values: dict[str, Any], prefix: str = "") -> None:
+    """Raise a ConfigError for a value that holds a token or URL credentials: they belong in the environment."""
+    for key, value in values.items():
+        if isinstance(value, dict):
+            refuse_secrets(value, f"{prefix}{key}.")
+        elif mask_secrets(value) != value:
+            raise ConfigError(
+                f"'{prefix}{key}' holds what looks like an access token or password: remove it from the config and "
+                "log in with HF_TOKEN or 'hf auth login' (the config is saved with every run)"
+            )
 
 
 def save_config(config: RunConfig, path: Path) -> None:

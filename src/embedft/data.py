@@ -343,18 +343,20 @@ def sample_questions(dataset: Dataset, count: int | float | None, seed: int) -> 
     return dataset.select([i for i, query in enumerate(dataset[QUERY]) if query in keep])
 
 
-def load_corpus_file(path: str) -> list[str]:
+def load_corpus_file(path: str, key: str = "corpus_file") -> list[str]:
     """Extra documents: a ``.jsonl`` with ``text`` (and optional ``title``), or a ``.txt`` with one per line.
+
+    ``key`` is the setting the path came from, named in the errors.
 
     Raises:
         DataError: missing, unreadable, wrong format, or no documents.
     """
     file = Path(path).expanduser()
     if not file.is_file():
-        raise DataError(f"corpus_file {path} does not exist: set corpus_file to a .jsonl or .txt file, or null")
+        raise DataError(f"{key} {path} does not exist: point {key} at a .jsonl or .txt file")
     suffix = file.suffix.lower()
     if suffix not in (".jsonl", ".txt"):
-        raise DataError(f"corpus_file {path} must be .jsonl (rows with 'text', optional 'title') or .txt")
+        raise DataError(f"{key} {path} must be .jsonl (rows with 'text', optional 'title') or .txt")
     check_utf8(file)
     if suffix == ".txt":
         documents = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -370,7 +372,7 @@ def load_corpus_file(path: str) -> list[str]:
             if text.strip():
                 documents.append(text.strip())
     if not documents:
-        raise DataError(f"corpus_file {path} holds no documents")
+        raise DataError(f"{key} {path} holds no documents")
     return list(dict.fromkeys(documents))
 
 
@@ -389,6 +391,29 @@ class PreparedData:
         return list(dict.fromkeys([*self.all_pairs[ANSWER], *self.extra_documents]))
 
 
+def load_clean_pairs(config: RunConfig, source: str) -> tuple[Dataset, CleaningStats]:
+    """Load ``source`` with the configured columns and split, clean it, and log what was dropped."""
+    pairs = load_pairs(source, config.query_column, config.answer_column, config.dataset_split, config.cache_dir)
+    pairs, stats = clean_pairs(pairs)
+    logger.info(
+        "Loaded %d pairs from %s: dropped %d with an empty query or answer and %d duplicates, kept %d",
+        stats.rows_in,
+        source,
+        stats.empty_dropped,
+        stats.duplicates_dropped,
+        stats.rows_out,
+    )
+    return pairs, stats
+
+
+def retrieval_pool(config: RunConfig) -> list[str]:
+    """The documents a run ranks, without splitting: every answer of the data (and eval data) plus corpus_file."""
+    sources = [config.dataset_name, *([config.eval_dataset_name] if config.eval_dataset_name else [])]
+    answers = [answer for source in sources for answer in load_clean_pairs(config, source)[0][ANSWER]]
+    extra = load_corpus_file(config.corpus_file) if config.corpus_file is not None else []
+    return list(dict.fromkeys([*answers, *extra]))
+
+
 def prepare_data(config: RunConfig) -> PreparedData:
     """Load, clean, sample and split as ``config`` says: the data stage of every command, so all see one split.
 
@@ -397,23 +422,10 @@ def prepare_data(config: RunConfig) -> PreparedData:
     """
     from datasets import DatasetDict, concatenate_datasets
 
-    def load(source: str) -> tuple[Dataset, CleaningStats]:
-        pairs = load_pairs(source, config.query_column, config.answer_column, config.dataset_split, config.cache_dir)
-        pairs, stats = clean_pairs(pairs)
-        logger.info(
-            "Loaded %d pairs from %s: dropped %d with an empty query or answer and %d duplicates, kept %d",
-            stats.rows_in,
-            source,
-            stats.empty_dropped,
-            stats.duplicates_dropped,
-            stats.rows_out,
-        )
-        return pairs, stats
-
-    pairs, stats = load(config.dataset_name)
+    pairs, stats = load_clean_pairs(config, config.dataset_name)
     all_pairs = pairs
     if config.eval_dataset_name is not None:
-        test, _ = load(config.eval_dataset_name)
+        test, _ = load_clean_pairs(config, config.eval_dataset_name)
         common = [c for c in pairs.column_names if c in test.column_names]
         all_pairs = concatenate_datasets([pairs.select_columns(common), test.select_columns(common)])
         splits = {"train": sample_pairs(pairs, config.sample_size, config.seed), "test": test}

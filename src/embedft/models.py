@@ -156,10 +156,14 @@ def resolve_device(device: str | None, key: str = "device", for_training: bool =
     try:
         parsed = torch.device(device)
     except RuntimeError:
-        raise ConfigError(f"'{key}' is '{device}', not a device: use cpu, cuda, cuda:0, mps or null") from None
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"'{key}' is '{device}', not a device: use cpu, cuda, cuda:0 or mps")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelError(f"'{key}' is '{device}' but this machine has no Apple GPU: set {key}: cpu")
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
-            raise ModelError(f"'{key}' is '{device}' but no CUDA GPU is visible: set {key}: cpu or null")
+            raise ModelError(f"'{key}' is '{device}' but no CUDA GPU is visible: set {key}: cpu")
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
             raise ModelError(f"'{key}' is '{device}' but only {torch.cuda.device_count()} GPU(s) are visible")
         if for_training and parsed.index:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from datetime import datetime
@@ -10,6 +11,8 @@ from typing import IO
 
 from embedft.config import RunConfig, load_config
 from embedft.errors import OutputError
+
+logger = logging.getLogger(__name__)
 
 LATEST = "latest"
 FINAL_MODEL = "final"
@@ -90,10 +93,12 @@ def resolve_model_argument(output_dir: str | Path, model: str | None) -> str:
 
 
 def run_dir_of(model_path: str) -> Path | None:
-    """The run folder a model belongs to (``<run>/final``), or None for any other model."""
+    """The run folder a model belongs to (``<run>/final`` or ``<run>/checkpoints/checkpoint-N``), or None."""
     path = Path(model_path)
     if path.name == FINAL_MODEL and (path.parent / "config.yaml").is_file():
         return path.parent
+    if path.name.startswith("checkpoint-") and (path.parent.parent / "config.yaml").is_file():
+        return path.parent.parent
     return None
 
 
@@ -115,6 +120,7 @@ def resolve_model_and_config(
     if run_dir is not None:
         return model_path, run_dir, load_config(run_dir / "config.yaml", overrides)
     if latest_config.is_file():
+        logger.info("Scoring %s with the latest run's config %s (its data and split)", model_path, latest_config)
         return model_path, run_dir, load_config(latest_config, overrides)
     return model_path, run_dir, given
 
@@ -160,7 +166,7 @@ def lock_run(run_dir: Path) -> IO[str]:
     handle = open(run_dir / ".lock", "a", encoding="utf-8")  # noqa: SIM115 - held open on purpose
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:  # held by another process (an unsupported file system raises other errors)
         handle.close()
         raise OutputError(
             f"run {run_dir} is in use by another training process: let it finish, or resume another run"

@@ -147,19 +147,31 @@ def train_model(
         ) from None
     return TrainingResult(
         global_step=output.global_step,
-        train_loss=mean_logged_loss(trainer.state.log_history),
+        # The trainer's training_loss covers only this session's steps: after a resume, use the whole log instead.
+        train_loss=(
+            float(output.training_loss)
+            if resume_from_checkpoint is None
+            else mean_logged_loss(trainer.state.log_history)
+        ),
         history=history_from_log(trainer.state.log_history),
     )
 
 
 def mean_logged_loss(log_history: list[dict[str, Any]]) -> float:
-    """Mean of the logged training losses over the whole run.
+    """Mean loss per step over the logged steps, each logged loss weighted by the steps it averages.
 
-    The trainer's own ``training_loss`` covers only the steps of the current session, so after a resume it would
-    differ from an uninterrupted run's; the log history is restored from the checkpoint and covers every step.
+    The log history is restored from a checkpoint, so this covers a resumed run from its first step; steps after
+    the last logging step are not in it.
     """
-    losses = [record["loss"] for record in log_history if "loss" in record]
-    return float(sum(losses) / len(losses)) if losses else float("nan")
+    total = steps = 0.0
+    previous = 0
+    for record in log_history:
+        if "loss" in record and "step" in record:
+            covered = record["step"] - previous
+            total += record["loss"] * covered
+            steps += covered
+            previous = record["step"]
+    return total / steps if steps else float("nan")
 
 
 class NonFiniteLoss(Exception):
