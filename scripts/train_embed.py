@@ -56,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     from embedft.models import load_configured_model, resolve_device, warn_if_truncated
     from embedft.outputs import FINAL_MODEL, create_run_dir, lock_run, point_latest
     from embedft.report import format_summary, read_metrics, write_json, write_report
-    from embedft.training import history_from_checkpoint, last_checkpoint, save_model_atomically, train_model
+    from embedft.training import (
+        evaluation_at_step,
+        history_from_checkpoint,
+        last_checkpoint,
+        save_model_atomically,
+        train_model,
+    )
 
     # 1. Data: load, clean, sample, split (seeded, or the data's own split), plus the retrieval pool.
     data = prepare_data(config)
@@ -150,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 6. Final evaluation and the saved model.
     step_started = time.perf_counter()
-    final = evaluate(model, evaluator)
+    # The trainer already scored its last step (with step-wise evaluation); score only when it did not.
+    final = evaluation_at_step(result.history, result.global_step) or evaluate(model, evaluator)
     similarities["final"] = pair_similarities(
         model, eval_triplets, config.evaluation.similarity_sample, config.evaluation.batch_size
     )

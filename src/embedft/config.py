@@ -363,9 +363,10 @@ def _try_coerce(value: Any, annotation: Any) -> tuple[bool, Any]:
         # PyYAML reads 3e-5 (no dot) as a string; accept it as the number it clearly is.
         if isinstance(value, str):
             try:
-                return math.isfinite(float(value)), float(value)
+                number = float(value)
             except ValueError:
                 return False, value
+            return math.isfinite(number), number
         return False, value
     if annotation is str:
         return isinstance(value, str), value

@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -376,6 +377,11 @@ def load_corpus_file(path: str, key: str = "corpus_file") -> list[str]:
     return list(dict.fromkeys(documents))
 
 
+def document_pool(answers: list[str], extra_documents: list[str] | None = None) -> list[str]:
+    """The distinct documents to rank or mine from: the answers, then documents that are nobody's positive."""
+    return list(dict.fromkeys([*answers, *(extra_documents or [])]))
+
+
 @dataclass
 class PreparedData:
     """The data stage's output: the split, every known pair, and the document pool for retrieval and mining."""
@@ -385,10 +391,10 @@ class PreparedData:
     extra_documents: list[str]  # corpus_file documents, nobody's positive
     stats: CleaningStats
 
-    @property
+    @cached_property
     def corpus(self) -> list[str]:
         """Every distinct answer of the data set (train and test) plus the extra documents."""
-        return list(dict.fromkeys([*self.all_pairs[ANSWER], *self.extra_documents]))
+        return document_pool(self.all_pairs[ANSWER], self.extra_documents)
 
 
 def load_clean_pairs(config: RunConfig, source: str) -> tuple[Dataset, CleaningStats]:
@@ -411,7 +417,7 @@ def retrieval_pool(config: RunConfig) -> list[str]:
     sources = [config.dataset_name, *([config.eval_dataset_name] if config.eval_dataset_name else [])]
     answers = [answer for source in sources for answer in load_clean_pairs(config, source)[0][ANSWER]]
     extra = load_corpus_file(config.corpus_file) if config.corpus_file is not None else []
-    return list(dict.fromkeys([*answers, *extra]))
+    return document_pool(answers, extra)
 
 
 def prepare_data(config: RunConfig) -> PreparedData:

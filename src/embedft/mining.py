@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedft.config import MiningConfig
-from embedft.data import ANSWER, QUERY
+from embedft.data import ANSWER, QUERY, document_pool
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -73,7 +73,7 @@ def mine_training_triplets(
     from datasets import concatenate_datasets
 
     pairs = train.select_columns([QUERY, ANSWER])
-    pool = list(dict.fromkeys([*pairs[ANSWER], *(extra_documents or [])]))
+    pool = document_pool(pairs[ANSWER], extra_documents)
     chunks = query_chunks(pairs[QUERY], options.chunk_size)
     random.seed(seed)  # mine_hard_negatives draws sampling_strategy='random' from Python's global generator
     with tempfile.TemporaryDirectory(prefix="embedft-mining-") as scratch:

@@ -116,9 +116,9 @@ def resolve_model_and_config(
     run_dir = run_dir_of(model_path)
     if config_path is not None:
         return model_path, run_dir, given
-    latest_config = Path(given.output_dir).expanduser() / LATEST / "config.yaml"
     if run_dir is not None:
         return model_path, run_dir, load_config(run_dir / "config.yaml", overrides)
+    latest_config = Path(given.output_dir).expanduser() / LATEST / "config.yaml"
     if latest_config.is_file():
         logger.info("Scoring %s with the latest run's config %s (its data and split)", model_path, latest_config)
         return model_path, run_dir, load_config(latest_config, overrides)

@@ -200,6 +200,10 @@ def finite_loss_trainer_class() -> type:
     return FiniteLossTrainer
 
 
+# What the trainer itself logs besides the evaluator's metrics.
+TRAINER_LOG_KEYS = ("loss", "learning_rate", "eval_loss", "grad_norm")
+
+
 def history_from_log(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per logged step: ``step``, ``epoch``, and any of ``loss``, ``learning_rate``, ``eval_loss`` and
     the evaluator metrics under their standard names."""
@@ -211,11 +215,24 @@ def history_from_log(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry = by_step.setdefault(step, {"step": step})
         if "epoch" in record:
             entry["epoch"] = float(record["epoch"])
-        for key in ("loss", "learning_rate", "eval_loss", "grad_norm"):
+        for key in TRAINER_LOG_KEYS:
             if key in record:
                 entry[key] = float(record[key])
         entry.update(standard_metrics({k: v for k, v in record.items() if isinstance(v, (int, float))}))
     return [by_step[step] for step in sorted(by_step)]
+
+
+def evaluation_at_step(history: list[dict[str, Any]], step: int) -> dict[str, float] | None:
+    """The evaluator metrics logged at ``step``, or None when none were.
+
+    With step-wise evaluation the trainer always evaluates at its last step, so the final model's scores are
+    already in the history: reading them back saves a second pass over the whole retrieval pool.
+    """
+    for entry in history:
+        if entry["step"] == step:
+            metrics = {key: value for key, value in entry.items() if key not in ("step", "epoch", *TRAINER_LOG_KEYS)}
+            return metrics or None
+    return None
 
 
 def last_checkpoint(checkpoint_dir: Path) -> str | None:
