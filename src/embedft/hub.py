@@ -10,10 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import urlparse
 
 from embedft.errors import DataError, ModelError, first_line
 
@@ -47,16 +45,36 @@ def use_offline_mode(names: Iterable[str]) -> bool:
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the hub endpoint accepts a TCP connection within ``timeout`` seconds (and offline mode is off)."""
+    """Whether the hub endpoint answers an HTTP request within about ``timeout`` seconds (and offline mode is off).
+
+    The request goes the way huggingface_hub's own downloads go: an httpx client that honours ``HTTPS_PROXY``,
+    ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (``trust_env``), so a machine that reaches the hub only through a
+    proxy is not reported offline. Any HTTP status counts as an answer; connection, DNS, TLS, proxy and timeout
+    errors do not. A fresh client is built on each call rather than taking ``huggingface_hub.get_session()``: that
+    shared client reads the proxy variables once, when it is first built, and its request hook refuses every request
+    when ``HF_HUB_OFFLINE`` was set at import time, whatever the variable says now.
+    """
     if any(os.environ.get(variable, "").lower() in ("1", "true", "yes") for variable in OFFLINE_VARIABLES[:1]):
         return False
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
-        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
-            return True
-    except OSError:
+        import httpx2 as httpx  # huggingface_hub 2.x
+    except ImportError:  # huggingface_hub 1.x uses httpx itself
+        import httpx
+    import huggingface_hub
+
+    from embedft import __version__
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/") or "https://huggingface.co"
+    headers = {"user-agent": f"embedft/{__version__}; hf_hub/{huggingface_hub.__version__}"}
+    try:
+        # Settings as huggingface_hub's default client (trust_env, default TLS verification); no redirects, as the
+        # first answer is enough. ValueError and ImportError come from proxy variables httpx cannot use.
+        with httpx.Client(headers=headers, timeout=httpx.Timeout(timeout), trust_env=True) as client:
+            client.head(endpoint + "/")
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError, ImportError) as exc:
+        logger.info("The hub at %s did not answer: %s: %s", endpoint, type(exc).__name__, first_line(exc))
         return False
+    return True
 
 
 def is_cached(repo_id: str, repo_type: str, cache_dir: str | None, filename: str) -> bool:
