@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import random
+import re
+
+import pytest
+import torch
 from datasets import Dataset, concatenate_datasets
 
 from embedft.config import MiningConfig
-from embedft.mining import mine_evaluation_triplets, mine_training_triplets, query_chunks
+from embedft.mining import (
+    derived_range_max,
+    mine_evaluation_triplets,
+    mine_training_triplets,
+    query_chunks,
+)
+from tests.test_evaluation import word_model
 
 
 def answer_pool(splits) -> list[str]:
@@ -18,6 +31,33 @@ def positives_by_query(*datasets: Dataset) -> dict[str, set[str]]:
         for query, answer in zip(dataset["query"], dataset["answer"]):
             positives.setdefault(query, set()).add(answer)
     return positives
+
+
+def at(score: float, axis: int = 0) -> list[float]:
+    """A unit vector whose cosine with the query vector on ``axis`` is ``score`` (the rest goes to the last axis)."""
+    vector = [0.0, 0.0, 0.0, math.sqrt(1 - score**2)]
+    vector[axis] = score
+    return vector
+
+
+def unit(on_qb: float, on_qa: float) -> list[float]:
+    """A unit vector with these cosines to ``query(0)`` (qb) and ``query(1)`` (qa)."""
+    return [on_qb, on_qa, 0.0, math.sqrt(1 - on_qb**2 - on_qa**2)]
+
+
+def query(axis: int) -> list[float]:
+    return [1.0 if i == axis else 0.0 for i in range(4)]
+
+
+def rows(triplets: Dataset) -> list[tuple[str, str, str]]:
+    return list(zip(triplets["query"], triplets["answer"], triplets["negative"]))
+
+
+def negatives_of(vectors: dict[str, list[float]], options: MiningConfig, extra: list[str]) -> list[str]:
+    """Negatives mined for the one pair (q, pos), with ``extra`` documents as the other candidates."""
+    train = Dataset.from_dict({"query": ["q"], "answer": ["pos"]})
+    triplets = mine_training_triplets(train, word_model(vectors), options, seed=1, extra_documents=extra)
+    return triplets["negative"]
 
 
 def test_query_chunks_bound_the_size_and_keep_a_query_together():
@@ -52,6 +92,217 @@ def test_chunked_mining_equals_unchunked(small_splits, minilm):
     assert list(zip(whole["query"], whole["answer"], whole["negative"])) == list(
         zip(chunked["query"], chunked["answer"], chunked["negative"])
     )
+
+
+def test_derived_range_max_is_the_librarys_formula(capsys):
+    from sentence_transformers.util import mine_hard_negatives
+
+    model = word_model({"q": query(0), "a": at(0.9), "b": at(0.8), "c": at(0.5), "d": at(0.2)})
+    pairs = Dataset.from_dict({"query": ["q", "q"], "answer": ["a", "b"]})  # max_positives = 2
+    for options in (
+        MiningConfig(margin=None, range_min=1, num_negatives=2),
+        MiningConfig(margin=0.0, range_min=1, num_negatives=2),
+        MiningConfig(margin=None, relative_margin=0.05, num_negatives=2),
+        MiningConfig(margin=None, max_score=0.9, num_negatives=3),
+    ):
+        mine_hard_negatives(
+            pairs,
+            model,
+            corpus=["a", "b", "c", "d"],
+            range_min=options.range_min,
+            absolute_margin=options.margin,
+            relative_margin=options.relative_margin,
+            max_score=options.max_score,
+            num_negatives=options.num_negatives,
+        )
+        printed = re.search(r"Setting range_max to (\d+)", capsys.readouterr().out)
+        assert int(printed.group(1)) == derived_range_max(options, max_positives=2)
+    assert derived_range_max(MiningConfig(margin=None, range_min=1, num_negatives=2), 2) == 5
+    assert derived_range_max(MiningConfig(margin=0.0, range_min=1, num_negatives=2), 2) == 23
+
+
+def multi_answer_case() -> tuple[object, Dataset]:
+    """qa has three answers (chunk 1 with chunk_size=3), qb one (chunk 2). qb's top candidates all score above its
+    positive, so with margin 0 only a candidate deep in its ranking ("low") is a valid negative."""
+    vectors = {
+        "qa": query(1),
+        "a1": at(0.99, 1),
+        "a2": at(0.98, 1),
+        "a3": at(0.97, 1),
+        "na": at(0.5, 1),  # qa's hardest valid negative
+        "qb": query(0),
+        "pb": at(0.3),
+        "low": at(0.1),
+        **{f"d{i}": at(0.9 - 0.01 * i) for i in range(11)},  # above pb: removed by margin 0
+    }
+    train = Dataset.from_dict({"query": ["qa", "qa", "qa", "qb"], "answer": ["a1", "a2", "a3", "pb"]})
+    return word_model(vectors), train
+
+
+def test_chunked_mining_equals_unchunked_when_range_max_is_derived(caplog):
+    # Unchunked, range_max = 10 + 3 (qa's rows) reaches "low"; qb's own chunk alone would derive 10 + 1 = 11,
+    # which holds only d0..d10 and pb, so qb would lose its negative.
+    model, train = multi_answer_case()
+    extra = ["na", "low", *[f"d{i}" for i in range(11)]]
+    options = MiningConfig(range_max=None, margin=0.0)
+    assert len(query_chunks(train["query"], 3)) == 2
+    whole = mine_training_triplets(train, model, options, seed=1, extra_documents=extra)
+    with caplog.at_level(logging.INFO, logger="embedft.mining"):
+        chunked = mine_training_triplets(
+            train, model, MiningConfig(range_max=None, margin=0.0, chunk_size=3), seed=1, extra_documents=extra
+        )
+    assert ("qb", "pb", "low") in rows(whole)
+    assert rows(chunked) == rows(whole)
+    assert sum("mining.range_max is null: using 13" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_chunked_mining_equals_unchunked_with_a_filter_and_a_set_range_max():
+    # mine_hard_negatives ranks range_max + max_positives candidates before filtering: every chunk must see the
+    # whole set's max_positives (3), or qb's chunk (1) ranks only d0, d1, pb and finds nothing valid.
+    model, train = multi_answer_case()
+    extra = ["na", "low", "d0", "d1"]
+    whole = mine_training_triplets(train, model, MiningConfig(range_max=2), seed=1, extra_documents=extra)
+    chunked = mine_training_triplets(
+        train, model, MiningConfig(range_max=2, chunk_size=3), seed=1, extra_documents=extra
+    )
+    assert ("qb", "pb", "low") in rows(whole)
+    assert rows(chunked) == rows(whole)
+
+
+def test_chunked_random_mining_equals_unchunked(small_splits, minilm):
+    train = small_splits["train"]
+    options = {"sampling_strategy": "random", "range_max": 8, "num_negatives": 2, "margin": None}
+    whole = mine_training_triplets(train, minilm, MiningConfig(**options), seed=5)
+    chunked = mine_training_triplets(train, minilm, MiningConfig(chunk_size=7, **options), seed=5)
+    assert rows(chunked) == rows(whole)
+
+
+def test_relative_margin_drops_a_false_negative_above_95_percent_of_the_positive():
+    # Positive 0.8: the line is 0.8 - 0.05 * 0.8 = 0.76. "fn" (0.78) is above it, "near" (0.74) below.
+    vectors = {"q": query(0), "pos": at(0.8), "fn": at(0.78), "near": at(0.74), "far": at(0.2)}
+    extra = ["fn", "near", "far"]
+    assert negatives_of(vectors, MiningConfig(margin=None), extra) == ["fn"]
+    assert negatives_of(vectors, MiningConfig(margin=None, relative_margin=0.05), extra) == ["near"]
+
+
+def test_absolute_margin_sets_how_far_below_the_positive_a_negative_must_be():
+    vectors = {"q": query(0), "pos": at(0.8), "above": at(0.85), "close": at(0.75), "clear": at(0.65)}
+    extra = ["above", "close", "clear"]
+    assert negatives_of(vectors, MiningConfig(margin=None), extra) == ["above"]
+    assert negatives_of(vectors, MiningConfig(margin=0.0), extra) == ["close"]
+    assert negatives_of(vectors, MiningConfig(margin=0.1), extra) == ["clear"]
+
+
+def test_a_candidate_above_max_score_is_never_chosen():
+    vectors = {"q": query(0), "pos": at(0.95), "hi": at(0.9), "mid": at(0.7), "low": at(0.3)}
+    extra = ["hi", "mid", "low"]
+    assert negatives_of(vectors, MiningConfig(margin=None, num_negatives=2), extra) == ["hi", "mid"]
+    assert negatives_of(vectors, MiningConfig(margin=None, num_negatives=2, max_score=0.8), extra) == ["mid", "low"]
+
+
+def test_random_sampling_is_seeded(small_splits, minilm):
+    train = small_splits["train"]
+    options = MiningConfig(sampling_strategy="random", range_max=8, num_negatives=2, margin=None)
+    first = mine_training_triplets(train, minilm, options, seed=1)
+    again = mine_training_triplets(train, minilm, options, seed=1)
+    other = mine_training_triplets(train, minilm, options, seed=2)
+    assert rows(first) == rows(again)
+    assert rows(first) != rows(other)
+
+
+def test_random_sampling_leaves_the_callers_random_state_alone(minilm):
+    train = Dataset.from_dict({"query": ["a permit?", "a roof?"], "answer": ["permits", "roofs"]})
+    options = MiningConfig(sampling_strategy="random", range_max=3, margin=None)
+    random.seed(123)
+    expected = random.random()
+    random.seed(123)
+    mine_training_triplets(train, minilm, options, seed=1, extra_documents=["walls", "doors", "floors"])
+    assert random.random() == expected
+
+
+def test_random_negatives_come_from_the_top_range_max_and_are_never_positives(small_splits, minilm):
+    train = small_splits["train"]
+    range_max = 6
+    options = MiningConfig(sampling_strategy="random", range_max=range_max, num_negatives=2, margin=None)
+    triplets = mine_training_triplets(train, minilm, options, seed=1)
+    assert len(triplets) == 2 * len(train)
+    positives = positives_by_query(train)
+    pool = list(dict.fromkeys(train["answer"]))
+    queries = list(positives)
+    scores = minilm.similarity(minilm.encode_query(queries), minilm.encode_document(pool))
+    beyond_top_two = 0
+    for query_text, negative in zip(triplets["query"], triplets["negative"]):
+        assert negative not in positives[query_text]
+        row = scores[queries.index(query_text)]
+        ranked = [pool[i] for i in row.argsort(descending=True).tolist() if pool[i] not in positives[query_text]]
+        # Within the top range_max non-positive candidates (up to float noise between encoding batches).
+        assert row[pool.index(negative)] >= row[pool.index(ranked[range_max - 1])] - 1e-4
+        beyond_top_two += negative not in ranked[:2]
+    assert beyond_top_two > 0  # sampled, not simply the top two
+
+
+def test_a_pair_without_a_valid_candidate_is_dropped_counted_and_logged(caplog):
+    # Every candidate of qb (qa's answer included) scores above qb's positive: margin 0 removes them all.
+    vectors = {"qa": query(1), "pa": unit(0.5, 0.8), "qb": query(0), "pb": unit(0.2, 0.0), "x": at(0.5), "y": at(0.6)}
+    train = Dataset.from_dict({"query": ["qa", "qb"], "answer": ["pa", "pb"]})
+    with caplog.at_level(logging.WARNING, logger="embedft.mining"):
+        triplets = mine_training_triplets(
+            train, word_model(vectors), MiningConfig(margin=0.0), seed=1, extra_documents=["x", "y"]
+        )
+    assert triplets["query"] == ["qa"]
+    assert any("1 of 2 training pairs got no negative" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 100])
+def test_mining_that_keeps_no_negative_returns_typed_empty_triplets(caplog, chunk_size):
+    # Every candidate scores above both positives (each query's answer above the other's): nothing passes margin 0.
+    vectors = {"qa": query(1), "pa": unit(0.5, 0.1), "qb": query(0), "pb": unit(0.1, 0.5), "x": unit(0.7, 0.7)}
+    train = Dataset.from_dict({"query": ["qa", "qb"], "answer": ["pa", "pb"]})
+    options = MiningConfig(margin=0.0, chunk_size=chunk_size)
+    with caplog.at_level(logging.WARNING, logger="embedft.mining"):
+        triplets = mine_training_triplets(train, word_model(vectors), options, seed=1, extra_documents=["x"])
+    assert len(triplets) == 0
+    assert triplets.column_names == ["query", "answer", "negative"]
+    assert {name: feature.dtype for name, feature in triplets.features.items()} == dict.fromkeys(
+        ["query", "answer", "negative"], "string"
+    )
+    assert any("2 of 2 training pairs got no negative" in r.getMessage() for r in caplog.records)
+
+
+def test_an_empty_first_chunk_concatenates_with_a_later_one():
+    # qa (chunk 1) has no valid candidate (pb, x, y all score above pa); qb (chunk 2) has pa, x and y below pb.
+    vectors = {
+        "qa": query(1),
+        "pa": unit(0.5, 0.1),
+        "x": unit(0.0, 0.7),
+        "qb": query(0),
+        "pb": unit(0.9, 0.3),
+        "y": unit(0.2, 0.5),
+    }
+    train = Dataset.from_dict({"query": ["qa", "qb"], "answer": ["pa", "pb"]})
+    options = MiningConfig(margin=0.0, chunk_size=1)
+    triplets = mine_training_triplets(train, word_model(vectors), options, seed=1, extra_documents=["x", "y"])
+    assert rows(triplets) == [("qb", "pb", "pa")]  # pa (0.5) is qb's hardest valid candidate
+    assert triplets.features["negative"].dtype == "string"
+
+
+def test_no_duplicates_sampler_keeps_a_querys_triplets_apart_and_yields_every_row(small_splits, minilm):
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
+    # num_negatives=3 in triplet format: every query and answer appears in three rows.
+    options = MiningConfig(num_negatives=3, range_max=10, margin=None)
+    triplets = mine_training_triplets(small_splits["train"], minilm, options, seed=1)
+    assert len(triplets) == 3 * len(small_splits["train"])
+    # drop_last=False, as the trainer passes by default (dataloader_drop_last).
+    sampler = NoDuplicatesBatchSampler(triplets, batch_size=16, drop_last=False, generator=torch.Generator(), seed=0)
+    batches = list(sampler)
+    for batch in batches:
+        texts = [text for i in batch for text in rows(triplets.select([i]))[0]]
+        assert len(texts) == len(set(texts))
+    # One pass yields every row exactly once: a conflicting row is deferred to a later (possibly smaller) batch,
+    # never dropped; with drop_last=True the leftover small batches would be dropped instead.
+    assert sorted(i for batch in batches for i in batch) == list(range(len(triplets)))
+    assert max(len(batch) for batch in batches) == 16
 
 
 def test_evaluation_negative_is_never_a_positive_of_the_query(small_splits, minilm):
