@@ -4,23 +4,43 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from embedft.errors import ModelError
 from embedft.models import (
+    DOCUMENT_PROMPT_NAMES,
+    QUERY_PROMPT_NAMES,
+    encode_prompt,
     load_model,
     packaged_model_path,
     resolve_device,
     resolve_model_source,
     resolve_precision,
+    training_prompts,
     warn_if_truncated,
 )
+from tests.test_evaluation import word_model
+
+
+def prompt_word_model():
+    """A StaticEmbedding model in which every prompt word moves the embedding, so a missing prompt shows."""
+    return word_model(
+        {
+            "query": [1.0, 0.0, 0.0, 0.0],
+            "passage": [0.0, 1.0, 0.0, 0.0],
+            "search": [0.0, 0.0, 1.0, 0.0],
+            ":": [0.3, 0.3, 0.3, 0.3],
+            "permit": [0.0, 0.0, 0.0, 1.0],
+        }
+    )
 
 
 def test_packaged_model_is_a_local_folder():
     path, local_only = resolve_model_source("packaged:all-MiniLM-L6-v2", None)
-    assert local_only and path.endswith("model")
+    assert local_only and (Path(path) / "modules.json").is_file()
 
 
 def test_missing_local_path_is_named(tmp_path):
@@ -43,7 +63,7 @@ def test_hub_model_loads_from_a_cache_laid_out_like_the_hub(tmp_path):
     snapshot.mkdir(parents=True)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
-    source = __import__("pathlib").Path(packaged_model_path("packaged:all-MiniLM-L6-v2"))
+    source = Path(packaged_model_path("packaged:all-MiniLM-L6-v2"))
     for file in source.rglob("*"):
         if file.is_file():
             target = snapshot / file.relative_to(source)
@@ -92,3 +112,45 @@ def test_device_names_are_checked_against_the_machine(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ModelError, match="no CUDA GPU is visible"):
         resolve_device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("prompts", "default", "query", "document"),
+    [
+        # e5 style: encode_document falls back to "passage" when there is no "document" key.
+        ({"query": "query: ", "passage": "passage: "}, None, "query: ", "passage: "),
+        ({"corpus": "passage: "}, None, "", "passage: "),
+        # A "document" key wins even when empty: the library checks presence, not value.
+        ({"query": "query: ", "document": "", "passage": "passage: "}, None, "query: ", ""),
+        # With none of the names, both fall back to the default prompt.
+        ({"search": "search: "}, "search", "search: ", "search: "),
+    ],
+)
+def test_prompts_resolve_as_encode_query_and_encode_document_do(prompts, default, query, document):
+    model = prompt_word_model()
+    model.prompts = prompts
+    model.default_prompt_name = default
+    assert (encode_prompt(model, QUERY_PROMPT_NAMES), encode_prompt(model, DOCUMENT_PROMPT_NAMES)) == (query, document)
+    # The library's own choice: encode_query/encode_document embed exactly as encode with the resolved prompt.
+    assert np.allclose(model.encode_query(["permit"]), model.encode(["permit"], prompt=query))
+    assert np.allclose(model.encode_document(["permit"]), model.encode(["permit"], prompt=document))
+    columns = ["query", "answer", "negative_1", "negative_2"]
+    expected = {"query": query, "answer": document, "negative_1": document, "negative_2": document}
+    assert training_prompts(model, columns) == {column: p for column, p in expected.items() if p}
+
+
+def test_saved_passage_prompt_reaches_documents_after_loading(tmp_path):
+    model = prompt_word_model()
+    model.prompts = {"query": "query: ", "passage": "passage: "}
+    model.save(str(tmp_path / "e5"))
+    reloaded = load_model(str(tmp_path / "e5"), "cpu")
+    # Loading adds an empty "document" placeholder that would hide "passage" from encode_document: it is filled.
+    assert reloaded.prompts["document"] == "passage: "
+    assert np.allclose(reloaded.encode_document(["permit"]), reloaded.encode(["passage: permit"]))
+    assert not np.allclose(reloaded.encode_document(["permit"]), reloaded.encode(["permit"]))
+    assert training_prompts(reloaded) == {"query": "query: ", "answer": "passage: ", "negative": "passage: "}
+    # The library's placeholder stays empty for models without a passage prompt; use_prompts=False drops all.
+    plain = prompt_word_model()
+    plain.save(str(tmp_path / "plain"))
+    assert load_model(str(tmp_path / "plain"), "cpu").prompts == {"query": "", "document": ""}
+    assert load_model(str(tmp_path / "e5"), "cpu", use_prompts=False).prompts == {}

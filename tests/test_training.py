@@ -2,19 +2,56 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from datasets import Dataset
 
 from embedft.config import MiningConfig, RunConfig, TrainingConfig
-from embedft.evaluation import build_evaluator, evaluate, standard_metrics
+from embedft.evaluation import build_evaluator, evaluate
 from embedft.mining import mine_evaluation_triplets, mine_training_triplets
 from embedft.models import load_model
-from embedft.training import build_training_arguments, history_from_log, save_model_atomically, train_model
+from embedft.training import (
+    NonFiniteLoss,
+    build_training_arguments,
+    finite_loss_trainer_class,
+    history_from_log,
+    save_model_atomically,
+    train_model,
+)
+from tests.test_evaluation import word_model
+
+WORDS = ("query", "passage", ":", "permit", "fee", "roof", "deck")
 
 
-def test_standard_metric_names():
-    raw = {"eval_triplet_cosine_accuracy": 0.5, "triplet_cosine_accuracy": 0.7, "eval_loss": 1.0, "eval_runtime": 3}
-    assert standard_metrics(raw) == {"triplet_accuracy": 0.7}
+def tiny_word_model(seed: int = 0):
+    """A StaticEmbedding model over WORDS with random vectors: every word, prompt words included, moves it."""
+    rng = np.random.default_rng(seed)
+    return word_model({word: rng.normal(size=8).tolist() for word in WORDS})
+
+
+def tiny_trainer(model, tmp_path, columns=("query", "answer", "negative"), scale: float = 20.0, **training):
+    """The project's trainer on a 4-row dataset, built as train_model builds it."""
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    texts = ["permit", "fee", "roof", "deck"]  # row i, column j holds text i + j: no text twice in a row
+    data = Dataset.from_dict({column: [texts[(i + j) % 4] for i in range(4)] for j, column in enumerate(columns)})
+    config = RunConfig(batch_size=2, training=TrainingConfig(report_to=[], **training))
+    args = build_training_arguments(config, str(tmp_path / "ckpt"), "cpu", False, model, columns=list(columns))
+    loss = MultipleNegativesRankingLoss(model, scale=scale)
+    return finite_loss_trainer_class()(model=model, args=args, train_dataset=data, eval_dataset=data, loss=loss)
+
+
+def trained_embeddings(trainer, row: dict[str, str]) -> dict[str, np.ndarray]:
+    """Each column's embedding exactly as the trainer computes it: its collator (prompts, routes), its feature
+    split, then the model forward the loss runs."""
+    import torch
+
+    batch = trainer.data_collator([row])
+    features, _ = trainer.collect_features(batch)
+    with torch.no_grad():
+        return {column: trainer.model(f)["sentence_embedding"].numpy() for column, f in zip(row, features)}
 
 
 def test_arguments_use_no_duplicates_sampler_and_fp32_on_cpu(tmp_path):
@@ -69,5 +106,57 @@ def test_few_steps_of_mnrl_lower_the_loss_and_save_a_loadable_model(small_splits
     after = reloaded.encode(["How long does a building permit take?"])
     assert not np.allclose(before, after)
     assert np.allclose(after, model.encode(["How long does a building permit take?"]), atol=1e-5)
-    assert 0 <= evaluate(reloaded, evaluator)["triplet_accuracy"] <= 1
+    assert evaluate(reloaded, evaluator) == evaluate(model, evaluator)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".final")]
+
+
+@pytest.mark.parametrize("source", ["assigned", "saved"])
+def test_trainer_encodes_columns_as_encode_query_and_encode_document(source, tmp_path):
+    model = tiny_word_model()
+    model.prompts = {"query": "query: ", "passage": "passage: "}  # e5 style: no "document" prompt
+    if source == "saved":  # the prompts come from the saved config, through the project's loader
+        model.save(str(tmp_path / "e5"))
+        model = load_model(str(tmp_path / "e5"), "cpu")
+    trainer = tiny_trainer(model, tmp_path)
+    assert trainer.args.prompts == {"query": "query: ", "answer": "passage: ", "negative": "passage: "}
+    seen = trained_embeddings(trainer, {"query": "permit", "answer": "fee", "negative": "roof"})
+    assert np.allclose(seen["query"], model.encode_query(["permit"]))
+    assert np.allclose(seen["answer"], model.encode_document(["fee"]))
+    assert np.allclose(seen["negative"], model.encode_document(["roof"]))
+    assert not np.allclose(seen["answer"], model.encode(["fee"]))  # the passage prompt is really applied
+
+
+def test_router_model_routes_each_column_as_encode_query_and_encode_document(tmp_path):
+    from sentence_transformers.sentence_transformer import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Router
+
+    router = Router.for_query_document([tiny_word_model(1)[0]], [tiny_word_model(2)[0]])
+    model = SentenceTransformer(modules=[router], device="cpu")
+    columns = ("query", "answer", "negative_1", "negative_2")
+    trainer = tiny_trainer(model, tmp_path, columns)  # the trainer refuses a Router model without a mapping
+    assert trainer.args.router_mapping == {
+        "query": "query",
+        "answer": "document",
+        "negative_1": "document",
+        "negative_2": "document",
+    }
+    seen = trained_embeddings(
+        trainer, {"query": "permit", "answer": "fee", "negative_1": "roof", "negative_2": "deck"}
+    )
+    assert np.allclose(seen["query"], model.encode_query(["permit"]))
+    assert not np.allclose(seen["query"], model.encode_document(["permit"]))  # the two routes really differ
+    for column, text in (("answer", "fee"), ("negative_1", "roof"), ("negative_2", "deck")):
+        assert np.allclose(seen[column], model.encode_document([text]))
+    # Models without a Router get no mapping.
+    assert build_training_arguments(RunConfig(), str(tmp_path), "cpu", False, tiny_word_model()).router_mapping == {}
+
+
+def test_only_a_non_finite_training_loss_stops_the_run(tmp_path):
+    # An infinite scale makes every MNRL loss non-finite, as an fp16 overflow would.
+    trainer = tiny_trainer(tiny_word_model(), tmp_path, scale=math.inf, save_steps=100)
+    metrics = trainer.evaluate()  # the evaluation loss goes through compute_loss with the model in eval mode
+    assert not math.isfinite(metrics["eval_loss"])
+    with pytest.raises(NonFiniteLoss) as raised:
+        trainer.train()
+    assert raised.value.step == 1
+    assert not list((tmp_path / "ckpt").glob("checkpoint-*"))

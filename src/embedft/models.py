@@ -6,15 +6,29 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from embedft.data import QUERY
 from embedft.errors import ConfigError, ModelError, first_line
 from embedft.hub import hub_reachable, is_cached, is_hub_name, offline_message
+from embedft.mining import NEGATIVE
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sentence_transformers.sentence_transformer import SentenceTransformer
 
     from embedft.config import RunConfig
 
 logger = logging.getLogger(__name__)
+
+# The prompt names SentenceTransformer.encode_query / encode_document try, first present wins
+# (sentence_transformers/sentence_transformer/model.py); the library has no public helper that returns them.
+QUERY_PROMPT_NAMES = ("query",)
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
+# The tasks encode_query / encode_document pass to the model, which a Router module routes on.
+QUERY_TASK = "query"
+DOCUMENT_TASK = "document"
+# The columns of the mined training triplets, in the order MNRL reads them (anchor, positive, negative).
+TRIPLET_COLUMNS = (QUERY, "answer", NEGATIVE)
 
 
 def packaged_model_path(name: str) -> str:
@@ -29,13 +43,21 @@ def packaged_model_path(name: str) -> str:
 def resolve_model_source(name: str, cache_dir: str | None, key: str = "model_name") -> tuple[str, bool]:
     """Turn a configured model name into what ``SentenceTransformer`` loads.
 
+    ``static:<source>`` (``<source>`` any of the other forms) names a static embedding model distilled from the
+    source on first use and cached (:mod:`embedft.static`); a hub repo that already is one (e.g.
+    ``sentence-transformers/static-retrieval-mrl-en-v1``) is named as any hub model.
+
     Returns:
-        ``(name_or_path, local_files_only)``: local files only for packaged models, local folders and cached hub
-        models, so none of them touches the network.
+        ``(name_or_path, local_files_only)``: local files only for packaged models, local folders, distilled static
+        models and cached hub models, so none of them touches the network.
 
     Raises:
         ModelError: a path that does not exist, or a hub name that is neither cached nor reachable.
     """
+    if name.startswith("static:"):
+        from embedft.static import static_model_path
+
+        return static_model_path(name, cache_dir, key), True
     if name.startswith("packaged:"):
         return packaged_model_path(name), True
     path = Path(name).expanduser()
@@ -91,7 +113,25 @@ def load_model(
     if not use_prompts:
         model.prompts = {}
         model.default_prompt_name = None
+    else:
+        fill_document_prompt(model)
     return model
+
+
+def fill_document_prompt(model: SentenceTransformer) -> None:
+    """Give an empty ``document`` prompt the model's own ``passage`` (or ``corpus``) prompt.
+
+    ``encode_document`` documents a fallback from ``document`` to ``passage`` to ``corpus``, but every loaded
+    model gets an empty ``document`` placeholder (``_default_prompts``), so an e5-style model saved with
+    ``{"query": "query: ", "passage": "passage: "}`` would never see its passage prompt. Filling the placeholder
+    makes ``encode_document`` (mining, evaluation, inference), training and the saved model all use it.
+    """
+    if model.prompts.get("document") != "":
+        return
+    for name in DOCUMENT_PROMPT_NAMES[1:]:
+        if model.prompts.get(name):
+            model.prompts["document"] = model.prompts[name]
+            return
 
 
 def load_configured_model(config: RunConfig, name: str, device: str, key: str) -> SentenceTransformer:
@@ -101,14 +141,42 @@ def load_configured_model(config: RunConfig, name: str, device: str, key: str) -
     )
 
 
-def training_prompts(model: SentenceTransformer) -> dict[str, str] | None:
-    """The trainer's ``prompts`` mapping from the model's own query/document prompts, so training sees the texts
-    exactly as ``encode_query``/``encode_document`` (used by mining and evaluation) do; None when it has none."""
-    query = model.prompts.get("query") or ""
-    document = model.prompts.get("document") or ""
-    if not query and not document:
-        return None
-    return {"query": query, "answer": document, "negative": document}
+def encode_prompt(model: SentenceTransformer, names: Sequence[str]) -> str:
+    """The prompt ``encode_query`` (``names`` = :data:`QUERY_PROMPT_NAMES`) or ``encode_document``
+    (:data:`DOCUMENT_PROMPT_NAMES`) prepends: the first of ``names`` present in the model's prompts, even when
+    empty, else the default prompt (``BaseModel._resolve_prompt``); "" when none applies."""
+    for name in names:
+        if name in model.prompts:
+            return model.prompts[name] or ""
+    if model.default_prompt_name is not None:
+        return model.prompts.get(model.default_prompt_name) or ""
+    return ""
+
+
+def column_tasks(columns: Sequence[str] | None = None) -> dict[str, str]:
+    """Each text column's task: the query column is encoded as a query, every other one (answer, negative,
+    negative_1..k) as a document, exactly as mining and evaluation encode them."""
+    return {column: QUERY_TASK if column == QUERY else DOCUMENT_TASK for column in columns or TRIPLET_COLUMNS}
+
+
+def training_prompts(model: SentenceTransformer, columns: Sequence[str] | None = None) -> dict[str, str] | None:
+    """The trainer's ``prompts`` mapping (column to prompt), so training sees the texts exactly as
+    ``encode_query``/``encode_document`` (used by mining, evaluation and inference) do.
+
+    Args:
+        model: the model whose prompts are used.
+        columns: the dataset's text columns; None means the mined (query, answer, negative) triplets.
+
+    Returns:
+        The non-empty prompt of each column, or None when no column has one. The trainer applies only this
+        mapping (never the model's default prompt), so every prompt it should use has to be in it.
+    """
+    prompts = {
+        QUERY_TASK: encode_prompt(model, QUERY_PROMPT_NAMES),
+        DOCUMENT_TASK: encode_prompt(model, DOCUMENT_PROMPT_NAMES),
+    }
+    by_column = {column: prompts[task] for column, task in column_tasks(columns).items() if prompts[task]}
+    return by_column or None
 
 
 def warn_if_truncated(model: SentenceTransformer, texts: list[str], what: str = "answers") -> int:

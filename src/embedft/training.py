@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 from embedft.config import RunConfig
 from embedft.errors import OutputError, TrainingError, first_line
 from embedft.evaluation import standard_metrics
-from embedft.models import resolve_precision, training_prompts
+from embedft.models import column_tasks, resolve_precision, training_prompts
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from datasets import Dataset
     from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
     from sentence_transformers.sentence_transformer import SentenceTransformer, SentenceTransformerTrainingArguments
@@ -30,6 +32,7 @@ class TrainingResult:
     global_step: int
     train_loss: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from_step: int | None = None  # the checkpoint a resumed run continued from
 
 
 def build_training_arguments(
@@ -38,6 +41,7 @@ def build_training_arguments(
     device: str,
     has_evaluator: bool,
     model: SentenceTransformer | None = None,
+    columns: Sequence[str] | None = None,
 ) -> SentenceTransformerTrainingArguments:
     """Translate the run config into trainer arguments.
 
@@ -46,14 +50,16 @@ def build_training_arguments(
         checkpoint_dir: folder for checkpoints.
         device: the training device; on a CPU fp16/bf16 fall back to fp32 with a warning.
         has_evaluator: whether evaluation runs every ``training.eval_steps``.
-        model: the model to train; its query/document prompts become the trainer's column prompts.
+        model: the model to train; its query/document prompts become the trainer's column prompts, and a Router
+            module in it gets the query/document route of each column.
+        columns: the training dataset's text columns; None means the mined (query, answer, negative) triplets.
     """
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainingArguments
 
     training = config.training
     fp16, bf16 = resolve_precision(training.fp16, training.bf16, device)
-    prompts = training_prompts(model) if model is not None and config.use_prompts else None
+    prompts = training_prompts(model, columns) if model is not None and config.use_prompts else None
     # transformers renamed gradient_checkpointing to activation_checkpointing in 5.x: use the name this version has.
     fields = SentenceTransformerTrainingArguments.__dataclass_fields__
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
@@ -84,7 +90,20 @@ def build_training_arguments(
         use_cpu=device == "cpu",
         run_name=config.run_name,
         prompts=prompts,
+        router_mapping=router_mapping(model, columns),
     )
+
+
+def router_mapping(model: SentenceTransformer | None, columns: Sequence[str] | None = None) -> dict[str, str]:
+    """The trainer's ``router_mapping`` for a model with a Router module: each column's task, as
+    ``encode_query``/``encode_document`` route it; empty for other models (the trainer refuses a Router without one).
+    """
+    from sentence_transformers.sentence_transformer.modules import Router
+
+    # The trainer looks for the Router among the model's top-level modules; so does this.
+    if model is None or not any(isinstance(module, Router) for module in model.children()):
+        return {}
+    return column_tasks(columns)
 
 
 def train_model(
@@ -125,7 +144,9 @@ def train_model(
     if tensorboard_dir is not None:
         # transformers 5's TensorBoardCallback takes its folder from this variable, not from the arguments.
         os.environ["TENSORBOARD_LOGGING_DIR"] = tensorboard_dir
-    args = build_training_arguments(config, checkpoint_dir, device, evaluator is not None, model)
+    args = build_training_arguments(
+        config, checkpoint_dir, device, evaluator is not None, model, columns=train_triplets.column_names
+    )
     loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
     trainer = finite_loss_trainer_class()(
         model=model,
@@ -184,8 +205,12 @@ class NonFiniteLoss(Exception):
 
 
 def finite_loss_trainer_class() -> type:
-    """SentenceTransformerTrainer that stops at the first non-finite loss, before the update reaches the weights
-    (so no later checkpoint holds NaN weights)."""
+    """SentenceTransformerTrainer that stops at the first non-finite training loss, before the update reaches the
+    weights (so no later checkpoint holds NaN weights).
+
+    The evaluation loss also goes through ``compute_loss`` (with the model in eval mode): an overflowing one is only
+    reported as it is, since it changes no weight.
+    """
     import torch
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
 
@@ -193,7 +218,7 @@ def finite_loss_trainer_class() -> type:
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = result[0] if return_outputs else result
-            if not torch.isfinite(loss.detach()).all():
+            if model.training and not torch.isfinite(loss.detach()).all():
                 raise NonFiniteLoss(self.state.global_step + 1, float(loss.detach().float().mean()))
             return result
 
@@ -220,19 +245,6 @@ def history_from_log(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 entry[key] = float(record[key])
         entry.update(standard_metrics({k: v for k, v in record.items() if isinstance(v, (int, float))}))
     return [by_step[step] for step in sorted(by_step)]
-
-
-def evaluation_at_step(history: list[dict[str, Any]], step: int) -> dict[str, float] | None:
-    """The evaluator metrics logged at ``step``, or None when none were.
-
-    With step-wise evaluation the trainer always evaluates at its last step, so the final model's scores are
-    already in the history: reading them back saves a second pass over the whole retrieval pool.
-    """
-    for entry in history:
-        if entry["step"] == step:
-            metrics = {key: value for key, value in entry.items() if key not in ("step", "epoch", *TRAINER_LOG_KEYS)}
-            return metrics or None
-    return None
 
 
 def last_checkpoint(checkpoint_dir: Path) -> str | None:
