@@ -6,6 +6,7 @@ or a local server; the proxy is a local server too.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -176,3 +177,13 @@ def test_unusable_proxy_setting_is_unreachable(online):
     online.setenv("HTTP_PROXY", "ftp://127.0.0.1:1")
     online.setenv("http_proxy", "ftp://127.0.0.1:1")
     assert hub_reachable(timeout=1) is False
+
+
+def test_a_static_model_of_a_hub_model_keeps_the_hub_online(monkeypatch):
+    from embedft.hub import OFFLINE_VARIABLES, use_offline_mode
+
+    for variable in OFFLINE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert not use_offline_mode(["packaged:construction-faq", "static:sentence-transformers/all-MiniLM-L6-v2"])
+    assert "HF_HUB_OFFLINE" not in os.environ
+    assert use_offline_mode(["packaged:construction-faq", "static:packaged:all-MiniLM-L6-v2"])

@@ -37,7 +37,9 @@ def use_offline_mode(names: Iterable[str]) -> bool:
     Returns:
         True when offline mode was switched on.
     """
-    if any(is_hub_name(name) and not Path(name).exists() for name in names):
+    # A static model distilled from a hub model ("static:org/name") needs the hub as much as the model itself.
+    sources = [name.removeprefix("static:") for name in names]
+    if any(is_hub_name(name) and not Path(name).exists() for name in sources):
         return False
     for variable in OFFLINE_VARIABLES:
         os.environ.setdefault(variable, "1")
