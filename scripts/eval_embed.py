@@ -47,15 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     from embedft.evaluation import evaluate, evaluator_for
     from embedft.mining import load_triplets, mine_evaluation_triplets
     from embedft.models import load_configured_model, resolve_device
-    from embedft.report import write_json
+    from embedft.outputs import RunFiles
+    from embedft.report import read_metrics, write_json
 
     device = resolve_device(config.device, for_training=False)
     model = load_configured_model(config, model_path, device, "MODEL")
     data = prepare_data(config)
-    saved_triplets = run_dir / "data" / "eval_triplets.jsonl" if run_dir is not None else None
-    if saved_triplets is not None and saved_triplets.is_file() and args.config is None and not args.overrides:
-        logger.info("Using the run's evaluation triplets: %s", saved_triplets)
-        eval_triplets = load_triplets(saved_triplets)
+    files = RunFiles(run_dir) if run_dir is not None else None
+    if files is not None and files.split.is_file() and read_metrics(files.split) == data.fingerprint():
+        logger.info("Using the run's evaluation triplets: %s", files.triplets("test"))
+        eval_triplets = load_triplets(files.triplets("test"))
     else:
         mining_device = resolve_device(config.mining.device, "mining.device", for_training=False)
         mining_model = load_configured_model(config, config.mining_model_name, mining_device, "mining_model_name")

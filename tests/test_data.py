@@ -221,4 +221,108 @@ def test_sample_size_larger_than_the_data_warns_and_uses_all(faq_pairs, caplog):
 
     with caplog.at_level(logging.WARNING):
         assert len(sample_pairs(faq_pairs, 600, 1)) == len(faq_pairs)
-    assert "sample_size=600 is larger than the data (503 pairs): using all pairs" in caplog.text
+    assert "sample_size=600 is larger than the training side (503 pairs): using all of them" in caplog.text
+
+
+def shared_answer_pairs():
+    """Five pairs of questions that share an answer, and ten questions with answers of their own."""
+    from datasets import Dataset
+
+    queries, answers = [], []
+    for group in range(5):
+        queries += [f"shared q{group}a", f"shared q{group}b"]
+        answers += [f"shared answer {group}"] * 2
+    queries += [f"single q{i}" for i in range(10)]
+    answers += [f"single answer {i}" for i in range(10)]
+    return Dataset.from_dict({"query": queries, "answer": answers})
+
+
+def test_questions_that_share_an_answer_stay_on_one_side_of_the_split():
+    pairs = shared_answer_pairs()
+    for seed in range(10):
+        splits = split_pairs(pairs, 5, seed)
+        assert len(set(splits["test"]["query"])) == 5
+        assert not set(splits["train"]["query"]) & set(splits["test"]["query"])
+        assert not set(splits["train"]["answer"]) & set(splits["test"]["answer"]), seed
+
+
+def test_question_groups_join_questions_through_shared_answers():
+    from datasets import Dataset
+
+    from embedft.data import question_groups
+
+    pairs = Dataset.from_dict({"query": ["a", "b", "b", "c", "d"], "answer": ["1", "1", "2", "2", "3"]})
+    assert sorted(sorted(group) for group in question_groups(pairs)) == [["a", "b", "c"], ["d"]]
+
+
+def overlapping_rows() -> list[dict]:
+    """A split column whose train side shares one question and one answer text with its test side."""
+    rows = [{"question": f"train q{i}", "reply": f"train a{i}", "split": "train"} for i in range(10)]
+    rows += [{"question": f"test q{i}", "reply": f"test a{i}", "split": "test"} for i in range(4)]
+    rows.append({"question": "test q0", "reply": "another answer", "split": "train"})  # same question
+    rows.append({"question": "other q", "reply": "test a1", "split": "train"})  # same answer
+    return rows
+
+
+def test_a_given_split_drops_training_pairs_that_share_text_with_the_test_side(tmp_path):
+    from embedft.data import prepare_data
+
+    path = write_jsonl(tmp_path / "pairs.jsonl", overlapping_rows())
+    data = prepare_data(config_for(path, split_column="split", test_size=None))
+    train = data.splits["train"]
+    assert len(train) == 10 and data.overlap_dropped == 2
+    assert not set(train["query"]) & set(data.splits["test"]["query"])
+    assert not set(train["answer"]) & set(data.splits["test"]["answer"])
+    assert data.counts()["train_overlap_dropped"] == 2
+    assert "another answer" in data.corpus  # still ranked, and relevant to 'test q0'
+
+
+def test_a_separate_eval_file_drops_overlapping_training_pairs(tmp_path):
+    from embedft.data import prepare_data
+
+    rows = overlapping_rows()
+    train = write_jsonl(tmp_path / "train.jsonl", [r for r in rows if r["split"] == "train"])
+    test = write_jsonl(tmp_path / "test.jsonl", [r for r in rows if r["split"] == "test"])
+    data = prepare_data(config_for(train, eval_dataset_name=str(test)))
+    assert data.overlap_dropped == 2 and len(data.splits["train"]) == 10
+
+
+def test_corpus_file_answers_of_held_out_questions_are_never_training_negatives(tmp_path):
+    from embedft.data import prepare_data
+
+    rows = [{"question": f"q{i}", "reply": f"a{i}"} for i in range(20)]
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    collection = write_jsonl(tmp_path / "docs.jsonl", [{"text": f"a{i}"} for i in range(20)] + [{"text": "extra"}])
+    data = prepare_data(config_for(pairs, test_size=4, dev_size=3, corpus_file=str(collection)))
+    held_out = set(data.splits["test"]["answer"]) | set(data.splits["dev"]["answer"])
+    assert len(held_out) == 7
+    assert not held_out & set(data.training_documents)
+    assert "extra" in data.training_documents and held_out <= set(data.corpus)
+    assert data.counts()["corpus_file_held_out"] == 7
+
+
+def test_the_evaluation_set_does_not_depend_on_sample_size(faq_pairs, tmp_path):
+    from embedft.config import RunConfig
+    from embedft.data import prepare_data
+
+    everything = prepare_data(RunConfig(test_size=30))
+    sampled = prepare_data(RunConfig(test_size=30, sample_size=100))
+    assert sampled.splits["test"]["query"] == everything.splits["test"]["query"]
+    assert len(sampled.splits["train"]) == 100
+    assert set(sampled.splits["train"]["query"]) <= set(everything.splits["train"]["query"])
+
+
+def test_dev_questions_come_from_the_training_side_and_leave_the_test_set_alone():
+    from embedft.config import RunConfig
+    from embedft.data import prepare_data
+
+    without = prepare_data(RunConfig(test_size=30))
+    data = prepare_data(RunConfig(test_size=30, dev_size=20))
+    train, dev, test = (data.splits[name] for name in ("train", "dev", "test"))
+    assert test["query"] == without.splits["test"]["query"]
+    assert len(set(dev["query"])) == 20
+    for first, second in ((train, dev), (train, test), (dev, test)):
+        assert not set(first["query"]) & set(second["query"])
+        assert not set(first["answer"]) & set(second["answer"])
+    assert len(train) + len(dev) == len(without.splits["train"])
+    assert data.counts()["dev_questions"] == 20

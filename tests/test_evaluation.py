@@ -81,14 +81,19 @@ def test_metric_names_are_stable():
         "ir_cosine_recall@100": 0.9,
         "ir_cosine_precision@10": 0.1,  # not reported
         "ir_dim128_cosine_mrr@10": 0.4,
+        "ir_cosine_accuracy@1": 0.3,
         "eval_runtime": 1.0,
     }
-    assert standard_metrics(raw) == {
+    metrics = standard_metrics(raw)
+    assert metrics == {
         "triplet_accuracy": 0.7,
         "ndcg@10": 0.5,
         "recall@100": 0.9,
         "mrr@10_dim128": 0.4,
+        "accuracy@1": 0.3,
     }
+    # The order people read them in: ranking metrics, then truncated sizes, triplet accuracy last.
+    assert list(metrics) == ["ndcg@10", "accuracy@1", "recall@100", "mrr@10_dim128", "triplet_accuracy"]
 
 
 def test_model_prompts_become_the_trainers_column_prompts():

@@ -34,6 +34,9 @@ def setup_logging(log_file: Path | None = None) -> None:
         handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
         root.addHandler(handler)
     if log_file is not None:
+        for old in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:  # one run's log at a time
+            root.removeHandler(old)
+            old.close()
         file_handler = logging.FileHandler(log_file, encoding="utf-8")
         file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(file_handler)

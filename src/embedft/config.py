@@ -51,7 +51,9 @@ class MiningConfig:
     max_score: float | None = _option(None, "Skip candidates whose similarity to the query is above this.")
     range_min: int = _option(0, "Skip the range_min most similar candidates (likely unlabelled positives).")
     range_max: int | None = _option(
-        100, "Consider only the range_max most similar candidates; null derives it from num_negatives."
+        100,
+        "Consider the range_max most similar candidates (plus room for the query's own positives); null derives it "
+        "once for the whole training set from num_negatives and the filters, as mine_hard_negatives does.",
     )
     sampling_strategy: Literal["top", "random"] = _option(
         "top", "'top' takes the hardest candidates, 'random' samples among the candidates that pass the filters."
@@ -118,12 +120,20 @@ class RunConfig:
     query_column: str = _option("query", "Column holding the questions (anchors).")
     answer_column: str = _option("answer", "Column holding the answers (positives).")
     sample_size: int | None = _option(
-        None, "Pairs drawn (seeded) before the train/eval split; null uses all. Larger than the data: all, warned."
+        None,
+        "Training pairs drawn (seeded) after the split, so the evaluation set never depends on it; null uses all. "
+        "Larger than the training side: all, warned.",
     )
     test_size: int | float | None = _option(
         100,
-        "Held-out questions for evaluation: a count, or a fraction in (0, 1); all answers of a question stay "
-        "together. With split_column: caps the official test questions (null: all of them).",
+        "Held-out questions for baseline and final scores: a count, or a fraction in (0, 1). Questions that share an "
+        "answer are held out together, with all their answers. With split_column: caps the official test questions "
+        "(null: all of them).",
+    )
+    dev_size: int | float | None = _option(
+        None,
+        "Questions held out of the training side (like test_size) for evaluation during training, so the test "
+        "questions are scored only before and after; null: step-wise scores use the test questions.",
     )
     split_column: str | None = _option(
         None, "Column that holds the data's own split (e.g. 'split'); null: a seeded random split by test_size."
@@ -136,7 +146,7 @@ class RunConfig:
     corpus_file: str | None = _option(
         None,
         "Extra documents for retrieval evaluation and mining: .jsonl rows with 'text' (optional 'title'), or .txt "
-        "with one document per line.",
+        "with one document per line. Those equal to an answer of a held-out question are never training negatives.",
     )
     seed: int = _option(12, "Seed of the sample, the split, mining and training.")
     # Models
@@ -150,8 +160,8 @@ class RunConfig:
     max_seq_length: int | None = _option(None, "Truncate inputs to this many tokens; null keeps the model's own.")
     use_prompts: bool = _option(
         True,
-        "Apply the model's own 'query'/'document' prompts (e.g. embeddinggemma's) in mining, training and "
-        "evaluation alike.",
+        "Apply the model's own query and document prompts (embeddinggemma's 'query'/'document', e5's "
+        "'query'/'passage') in mining, training, evaluation and inference alike.",
     )
     trust_remote_code: bool = _option(False, "Allow a hub model to run its own Python code. Off unless needed.")
     cache_dir: str | None = _option(None, "Where hub models and data sets are cached; null uses the HF default.")
@@ -403,10 +413,11 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"'evaluation.matryoshka_dims' must hold positive sizes, got {dim}")
     if config.evaluation.similarity_sample < 0:
         raise ConfigError("'evaluation.similarity_sample' must be 0 or more")
-    if isinstance(config.test_size, float) and not 0 < config.test_size < 1:
-        raise ConfigError(f"'test_size' as a fraction must lie in (0, 1), got {config.test_size}")
-    if isinstance(config.test_size, int) and config.test_size < 1:
-        raise ConfigError(f"'test_size' must be at least 1 held-out question, got {config.test_size}")
+    for key, size in (("test_size", config.test_size), ("dev_size", config.dev_size)):
+        if isinstance(size, float) and not 0 < size < 1:
+            raise ConfigError(f"'{key}' as a fraction must lie in (0, 1), got {size}")
+        if isinstance(size, int) and size < 1:
+            raise ConfigError(f"'{key}' must be at least 1 held-out question, got {size}")
     if config.weight_decay < 0:
         raise ConfigError(f"'weight_decay' must be 0 or more, got {config.weight_decay}")
     for key, ratio in (("warmup_ratio", config.warmup_ratio), ("training.warmup_ratio", config.training.warmup_ratio)):

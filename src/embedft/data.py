@@ -7,6 +7,7 @@ the configured columns); other columns are kept, so later stages can use e.g. an
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -248,20 +249,20 @@ def sample_pairs(dataset: Dataset, sample_size: int | None, seed: int) -> Datase
     if sample_size is None or sample_size >= len(dataset):
         if sample_size is not None and sample_size > len(dataset):
             logger.warning(
-                "sample_size=%d is larger than the data (%d pairs): using all pairs", sample_size, len(dataset)
+                "sample_size=%d is larger than the training side (%d pairs): using all of them",
+                sample_size,
+                len(dataset),
             )
         return dataset
     order = np.random.default_rng(seed).permutation(len(dataset))[:sample_size]
     return dataset.select(sorted(order.tolist()))
 
 
-def question_count(test_size: int | float, n_questions: int) -> int:
-    """How many questions ``test_size`` means: itself, or a fraction of ``n_questions``; at least one."""
-    count = round(test_size * n_questions) if isinstance(test_size, float) else test_size
+def question_count(size: int | float, n_questions: int, key: str = "test_size") -> int:
+    """How many questions ``size`` means: itself, or a fraction of ``n_questions``; at least one."""
+    count = round(size * n_questions) if isinstance(size, float) else size
     if count < 1:
-        raise DataError(
-            f"test_size={test_size} holds out no question of {n_questions}: raise test_size to at least one question"
-        )
+        raise DataError(f"{key}={size} holds out no question of {n_questions}: raise {key} to at least one question")
     return count
 
 
@@ -271,37 +272,109 @@ def pick_questions(queries: list[str], count: int, seed: int) -> set[str]:
     return {queries[i] for i in order[:count]}
 
 
+def question_groups(dataset: Dataset) -> list[list[str]]:
+    """The distinct questions in connected groups: two questions are in one group when they share an answer.
+
+    Keeping a group on one side of a split keeps every answer text on one side too: a question and an answer it
+    shares with another question can never be split between training and evaluation.
+
+    Returns:
+        Groups of question texts, in order of first appearance.
+    """
+    parent: dict[str, str] = {}
+
+    def root(query: str) -> str:
+        while parent[query] != query:
+            parent[query] = parent[parent[query]]  # path halving keeps the trees flat
+            query = parent[query]
+        return query
+
+    first_asker: dict[str, str] = {}
+    for query, answer in zip(dataset[QUERY], dataset[ANSWER]):
+        parent.setdefault(query, query)
+        other = first_asker.setdefault(answer, query)
+        parent[root(query)] = root(other)
+    groups: dict[str, list[str]] = {}
+    for query in parent:
+        groups.setdefault(root(query), []).append(query)
+    return list(groups.values())
+
+
+def pick_groups(groups: list[list[str]], count: int, seed: int) -> set[str]:
+    """Questions of whole groups, taken in a seeded order, up to ``count`` questions.
+
+    A group that would overshoot ``count`` is skipped and the next one tried, so the held-out set has exactly
+    ``count`` questions unless only groups too large to fit remain (then fewer, with a warning).
+    """
+    chosen: set[str] = set()
+    for index in np.random.default_rng(seed).permutation(len(groups)):
+        group = groups[index]
+        if len(chosen) + len(group) <= count:
+            chosen.update(group)
+            if len(chosen) == count:
+                break
+    if len(chosen) < count:
+        logger.warning(
+            "held out %d questions instead of %d: the remaining questions share answers in groups too large to fit",
+            len(chosen),
+            count,
+        )
+    return chosen
+
+
+def hold_out_questions(
+    dataset: Dataset, size: int | float, seed: int, key: str = "test_size"
+) -> tuple[Dataset, Dataset]:
+    """Split ``dataset`` into (rest, held out): ``size`` questions, with all their answers, by connected groups.
+
+    Groups of questions that share an answer stay on one side, so no question or answer text is on both sides;
+    the split is identical on every run with the same data and seed. ``key`` names the setting in errors.
+
+    Raises:
+        DataError: the split would leave nothing on one side.
+    """
+    groups = question_groups(dataset)
+    n_questions = sum(len(group) for group in groups)
+    count = question_count(size, n_questions, key)
+    if count >= n_questions:
+        raise DataError(
+            f"{key}={size} must be smaller than the number of distinct questions ({n_questions}): lower {key}"
+        )
+    held_out = pick_groups(groups, count, seed)
+    if not held_out:
+        raise DataError(f"{key}={size} holds out no question: every question shares answers with too many others")
+    is_held_out = [query in held_out for query in dataset[QUERY]]
+    rest = dataset.select([i for i, flag in enumerate(is_held_out) if not flag])
+    return rest, dataset.select([i for i, flag in enumerate(is_held_out) if flag])
+
+
 def split_pairs(dataset: Dataset, test_size: int | float, seed: int) -> DatasetDict:
-    """Hold out ``test_size`` questions, with all their answers, as the evaluation split.
-
-    The split is by unique query text, so a question never appears on both sides, and is identical on every run
-    with the same data and seed.
-
-    Args:
-        dataset: cleaned pairs.
-        test_size: number of held-out questions, or a fraction of them in (0, 1).
-        seed: seed of the permutation.
+    """Hold out ``test_size`` questions, with all their answers, as the evaluation split (see
+    :func:`hold_out_questions`).
 
     Returns:
         A DatasetDict with ``train`` and ``test``.
-
-    Raises:
-        DataError: the split would leave no training or no evaluation pairs.
     """
     from datasets import DatasetDict
 
-    queries = list(dict.fromkeys(dataset[QUERY]))
-    n_test = question_count(test_size, len(queries))
-    if n_test >= len(queries):
-        raise DataError(
-            f"test_size={test_size} must be smaller than the number of distinct questions ({len(queries)}): "
-            "lower test_size or sample_size"
-        )
-    test_queries = pick_questions(queries, n_test, seed)
-    is_test = [query in test_queries for query in dataset[QUERY]]
-    train = dataset.select([i for i, flag in enumerate(is_test) if not flag])
-    test = dataset.select([i for i, flag in enumerate(is_test) if flag])
+    train, test = hold_out_questions(dataset, test_size, seed)
     return DatasetDict({"train": train, "test": test})
+
+
+def drop_overlap(train: Dataset, held_out: Dataset) -> tuple[Dataset, int]:
+    """Drop the training rows whose question or answer text also occurs in ``held_out``; return them counted.
+
+    A given split (a split column or a separate evaluation file) can put one text on both sides; training on it
+    would score the model on what it has seen.
+    """
+    questions, answers = set(held_out[QUERY]), set(held_out[ANSWER])
+    keep = [i for i, (q, a) in enumerate(zip(train[QUERY], train[ANSWER])) if q not in questions and a not in answers]
+    dropped = len(train) - len(keep)
+    if dropped:
+        logger.info("Dropped %d training pairs whose question or answer is also held out for evaluation", dropped)
+    if not keep:
+        raise DataError("every training pair shares a question or answer with the evaluation split: nothing to train")
+    return (train.select(keep) if dropped else train), dropped
 
 
 def split_by_column(dataset: Dataset, column: str, train_value: str, test_value: str) -> DatasetDict:
@@ -384,17 +457,50 @@ def document_pool(answers: list[str], extra_documents: list[str] | None = None) 
 
 @dataclass
 class PreparedData:
-    """The data stage's output: the split, every known pair, and the document pool for retrieval and mining."""
+    """The data stage's output: the split, every known pair, and the document pools for retrieval and mining."""
 
-    splits: DatasetDict
+    splits: DatasetDict  # train, test, and dev when dev_size is set
     all_pairs: Dataset  # every cleaned pair (before sampling): all answers of a question are relevant
     extra_documents: list[str]  # corpus_file documents, nobody's positive
     stats: CleaningStats
+    overlap_dropped: int = 0  # training pairs dropped because a text of theirs is held out (given splits)
 
     @cached_property
     def corpus(self) -> list[str]:
         """Every distinct answer of the data set (train and test) plus the extra documents."""
         return document_pool(self.all_pairs[ANSWER], self.extra_documents)
+
+    @cached_property
+    def training_documents(self) -> list[str]:
+        """The extra documents that may serve as training negatives: never an answer of a held-out question."""
+        held_out = {answer for name in ("test", "dev") if name in self.splits for answer in self.splits[name][ANSWER]}
+        return [document for document in self.extra_documents if document not in held_out]
+
+    def fingerprint(self) -> dict[str, str]:
+        """A hash of each split's pairs, saved with a run's mined triplets so they are never reused with another
+        split (e.g. after the config or the data file changed, or from a run made by an older version)."""
+        return {
+            name: hashlib.sha256(json.dumps(sorted(zip(split[QUERY], split[ANSWER]))).encode("utf-8")).hexdigest()
+            for name, split in self.splits.items()
+        }
+
+    def counts(self) -> dict[str, int]:
+        """The sizes a person checks first, for the log and ``metrics.json``."""
+        counts = {
+            "rows_loaded": self.stats.rows_in,
+            "empty_dropped": self.stats.empty_dropped,
+            "duplicates_dropped": self.stats.duplicates_dropped,
+            "train_overlap_dropped": self.overlap_dropped,
+            "train_pairs": len(self.splits["train"]),
+            "eval_pairs": len(self.splits["test"]),
+            "eval_questions": len(set(self.splits["test"][QUERY])),
+        }
+        if "dev" in self.splits:
+            counts["dev_pairs"] = len(self.splits["dev"])
+            counts["dev_questions"] = len(set(self.splits["dev"][QUERY]))
+        counts["retrieval_pool"] = len(self.corpus)
+        counts["corpus_file_held_out"] = len(self.extra_documents) - len(self.training_documents)
+        return counts
 
 
 def load_clean_pairs(config: RunConfig, source: str) -> tuple[Dataset, CleaningStats]:
@@ -421,35 +527,59 @@ def retrieval_pool(config: RunConfig) -> list[str]:
 
 
 def prepare_data(config: RunConfig) -> PreparedData:
-    """Load, clean, sample and split as ``config`` says: the data stage of every command, so all see one split.
+    """Load, clean, split and sample as ``config`` says: the data stage of every command, so all see one split.
 
     The evaluation split is, in order of precedence: ``eval_dataset_name`` (a separate file or data set), the rows
-    of ``split_column`` equal to ``test_split_value``, or ``test_size`` seeded random questions.
+    of ``split_column`` equal to ``test_split_value``, or ``test_size`` seeded random questions held out by
+    connected groups (questions that share an answer stay together). A given split can share texts with the
+    training side: those training pairs are dropped and counted. ``dev_size`` questions are then held out of the
+    training side, and ``sample_size`` training pairs are drawn last, so neither changes the evaluation set.
     """
     from datasets import DatasetDict, concatenate_datasets
 
     pairs, stats = load_clean_pairs(config, config.dataset_name)
     all_pairs = pairs
+    overlap_dropped = 0
     if config.eval_dataset_name is not None:
         test, _ = load_clean_pairs(config, config.eval_dataset_name)
         common = [c for c in pairs.column_names if c in test.column_names]
         all_pairs = concatenate_datasets([pairs.select_columns(common), test.select_columns(common)])
-        splits = {"train": sample_pairs(pairs, config.sample_size, config.seed), "test": test}
+        train, overlap_dropped = drop_overlap(pairs, test)
     elif config.split_column is not None:
         official = split_by_column(pairs, config.split_column, config.train_split_value, config.test_split_value)
-        splits = {
-            "train": sample_pairs(official["train"], config.sample_size, config.seed),
-            "test": sample_questions(official["test"], config.test_size, config.seed),
-        }
+        test = sample_questions(official["test"], config.test_size, config.seed)
+        train, overlap_dropped = drop_overlap(official["train"], test)
     else:
         if config.test_size is None:
             raise DataError("test_size is null but there is no split_column or eval_dataset_name: set test_size")
-        splits = split_pairs(sample_pairs(pairs, config.sample_size, config.seed), config.test_size, config.seed)
-    splits = DatasetDict(splits)
-    logger.info(
-        "Split: %d train pairs, %d eval pairs (seed %d)", len(splits["train"]), len(splits["test"]), config.seed
-    )
+        train, test = hold_out_questions(pairs, config.test_size, config.seed)
+    splits = {"test": test}
+    if config.dev_size is not None:
+        train, splits["dev"] = hold_out_questions(train, config.dev_size, config.seed, key="dev_size")
+    splits["train"] = sample_pairs(train, config.sample_size, config.seed)
     extra = load_corpus_file(config.corpus_file) if config.corpus_file is not None else []
+    data = PreparedData(
+        splits=DatasetDict({name: splits[name] for name in ("train", "dev", "test") if name in splits}),
+        all_pairs=all_pairs,
+        extra_documents=extra,
+        stats=stats,
+        overlap_dropped=overlap_dropped,
+    )
+    counts = data.counts()
+    logger.info(
+        "Split (seed %d): %d train pairs, %d eval pairs (%d questions)%s",
+        config.seed,
+        counts["train_pairs"],
+        counts["eval_pairs"],
+        counts["eval_questions"],
+        f", {counts['dev_pairs']} dev pairs ({counts['dev_questions']} questions)" if "dev" in splits else "",
+    )
     if extra:
-        logger.info("Added %d documents from %s to the retrieval and mining pool", len(extra), config.corpus_file)
-    return PreparedData(splits=splits, all_pairs=all_pairs, extra_documents=extra, stats=stats)
+        logger.info(
+            "Added %d documents from %s to the retrieval pool (%d of them to the training negatives: the others "
+            "are answers of held-out questions)",
+            len(extra),
+            config.corpus_file,
+            len(data.training_documents),
+        )
+    return data

@@ -95,6 +95,7 @@ def load_model(
         key: the config key that named the model, for error messages.
         use_prompts: keep the model's own prompts; False drops them, so every text is encoded as it is.
     """
+    import torch
     from sentence_transformers.sentence_transformer import SentenceTransformer
 
     source, local_only = resolve_model_source(name, cache_dir, key)
@@ -105,6 +106,9 @@ def load_model(
             cache_folder=cache_dir,
             trust_remote_code=trust_remote_code,
             local_files_only=local_only,
+            # fp32 whatever dtype the weights were saved in: baseline and final are scored alike, and mixed
+            # precision training keeps fp32 master weights.
+            model_kwargs={"dtype": torch.float32},
         )
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load {key} '{name}': {first_line(exc)}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -16,7 +17,68 @@ logger = logging.getLogger(__name__)
 
 LATEST = "latest"
 FINAL_MODEL = "final"
+COMPLETE = "COMPLETE"
 SAFE_NAME = re.compile(r"^[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a run folder keeps each result, and which of them a resumed run reuses: decided here only.
+
+    Cached stage results (reused by RESUME): the mined triplets, the baseline scores, the checkpoints and the final
+    model. ``COMPLETE`` is written last of all, so a run without it can always be resumed or finished.
+    """
+
+    run_dir: Path
+
+    @property
+    def config(self) -> Path:
+        return self.run_dir / "config.yaml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.run_dir / "data"
+
+    def triplets(self, split: str) -> Path:
+        """Mined triplets of ``train``, ``test`` (named ``eval_triplets.jsonl``) or ``dev``."""
+        return self.data_dir / f"{'eval' if split == 'test' else split}_triplets.jsonl"
+
+    @property
+    def split(self) -> Path:
+        """The fingerprint of the split the cached triplets and baseline belong to."""
+        return self.data_dir / "split.json"
+
+    @property
+    def baseline(self) -> Path:
+        return self.data_dir / "baseline.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def final_model(self) -> Path:
+        return self.run_dir / FINAL_MODEL
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.run_dir / "tensorboard"
+
+    @property
+    def log(self) -> Path:
+        return self.run_dir / "train.log"
+
+    @property
+    def metrics(self) -> Path:
+        return self.run_dir / "metrics.json"
+
+    @property
+    def similarities(self) -> Path:
+        return self.run_dir / "similarities.json"
+
+    @property
+    def complete(self) -> Path:
+        return self.run_dir / COMPLETE
 
 
 def create_run_dir(output_dir: str | Path, run_name: str | None) -> Path:
@@ -58,6 +120,11 @@ def create_run_dir(output_dir: str | Path, run_name: str | None) -> Path:
         except FileExistsError:
             continue
     raise OutputError(f"cannot find a free run folder name under {output_dir}")
+
+
+def mark_complete(run_dir: Path) -> None:
+    """Write the ``COMPLETE`` marker: the last file of a finished run."""
+    RunFiles(run_dir).complete.write_text(datetime.now().isoformat(timespec="seconds") + "\n", encoding="utf-8")
 
 
 def point_latest(output_dir: str | Path, run_dir: Path) -> None:
@@ -126,8 +193,10 @@ def resolve_model_and_config(
 
 
 def is_finished(run_dir: Path) -> bool:
-    """A run is finished once its metrics.json exists (written last)."""
-    return (run_dir / "metrics.json").is_file()
+    """A run is finished once its ``COMPLETE`` marker exists (written after everything else); a run made before
+    the marker existed (metrics.json but no split fingerprint) counts as finished too."""
+    files = RunFiles(run_dir)
+    return files.complete.is_file() or (files.metrics.is_file() and not files.split.is_file())
 
 
 def find_resumable_run(output_dir: str | Path, resume: str) -> Path:
@@ -149,7 +218,7 @@ def find_resumable_run(output_dir: str | Path, resume: str) -> Path:
     if not (run_dir / "config.yaml").is_file():
         raise OutputError(f"{resume} is not a run folder (no config.yaml): pass RESUME=outputs/<run> or RESUME=latest")
     if is_finished(run_dir):
-        raise OutputError(f"run {resume} already finished (it has metrics.json): there is nothing to resume")
+        raise OutputError(f"run {resume} already finished (it has {COMPLETE}): there is nothing to resume")
     return run_dir
 
 

@@ -1,0 +1,295 @@
+"""The training job, stage by stage: data -> mining -> baseline -> training -> final -> report.
+
+Each stage takes plain inputs and returns plain outputs. This module runs them in order and decides where their
+results go (through :class:`~embedft.outputs.RunFiles`), so an interrupted run resumes from what was finished: the
+mined triplets, the baseline scores, the last checkpoint, the final model, and a run that got as far as its
+``metrics.json`` is only finished off.
+
+Baseline and final are measured under identical conditions: the base model before the trainer touches it, and the
+saved final model reloaded from disk, both in fp32 on the same device with the same evaluator. So ``make
+eval-embed`` on the saved model reproduces ``final`` exactly, and on a GPU neither number comes from inside the
+trainer's mixed-precision autocast.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from embedft import cli
+from embedft.config import RunConfig, load_config, save_config
+from embedft.errors import OutputError
+from embedft.hub import use_offline_mode
+from embedft.outputs import RunFiles, find_resumable_run, lock_run
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+    from sentence_transformers.sentence_transformer import SentenceTransformer
+
+    from embedft.data import PreparedData
+    from embedft.training import TrainingResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MinedTriplets:
+    """The mining stage's output: training triplets, and evaluation triplets of the test (and dev) questions."""
+
+    train: Dataset
+    test: Dataset
+    dev: Dataset | None = None
+
+
+def open_resumed_run(output_dir: str, resume: str) -> tuple[RunFiles, RunConfig, IO[str]]:
+    """The run to resume (a folder, or ``latest``), locked, with its own saved config.
+
+    Raises:
+        OutputError: no such unfinished run, or another process holds it.
+    """
+    run_dir = find_resumable_run(output_dir, resume)
+    lock = lock_run(run_dir)
+    run_dir = find_resumable_run(output_dir, str(run_dir))  # it may have finished while we waited
+    return RunFiles(run_dir), load_config(run_dir / "config.yaml"), lock
+
+
+def open_new_run(config: RunConfig) -> tuple[RunFiles, IO[str]]:
+    """Create, lock and describe a new run folder: the resolved config and an empty ``data/``."""
+    from embedft.outputs import create_run_dir
+
+    files = RunFiles(create_run_dir(config.output_dir, config.run_name))
+    lock = lock_run(files.run_dir)
+    save_config(config, files.config)
+    files.data_dir.mkdir()
+    return files, lock
+
+
+def mine_stage(
+    files: RunFiles, data: PreparedData, mining_model: SentenceTransformer, config: RunConfig
+) -> MinedTriplets:
+    """Mine (or reuse the run's) triplets: training negatives from the training pool only, evaluation negatives
+    (test, and dev when set) from the whole pool."""
+    from embedft.mining import load_triplets, mine_evaluation_triplets, mine_training_triplets, save_triplets
+    from embedft.report import read_metrics, write_json
+
+    splits = [name for name in ("train", "test", "dev") if name in data.splits]
+    if files.split.is_file() or files.triplets("train").is_file():
+        if not files.split.is_file() or read_metrics(files.split) != data.fingerprint():
+            raise OutputError(
+                f"run {files.run_dir} was made with another split than its config gives now (changed data, or an "
+                "older embedft): its cached triplets and baseline do not apply; start a new run"
+            )
+        if all(files.triplets(name).is_file() for name in splits):
+            logger.info("Reusing the mined triplets in %s", files.data_dir)
+            return MinedTriplets(**{name: load_triplets(files.triplets(name)) for name in splits})
+    write_json(files.split, data.fingerprint())
+    mined = {
+        name: mine_evaluation_triplets(
+            data.splits[name], data.corpus, mining_model, config.mining.batch_size, other_pairs=data.all_pairs
+        )
+        for name in splits
+        if name != "train"
+    }
+    mined["train"] = mine_training_triplets(
+        data.splits["train"], mining_model, config.mining, config.seed, extra_documents=data.training_documents
+    )
+    for name, triplets in mined.items():
+        save_triplets(triplets, files.triplets(name))
+    return MinedTriplets(**mined)
+
+
+def score(
+    model: SentenceTransformer, evaluator: BaseEvaluator, triplets: Dataset, config: RunConfig
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """The evaluator's metrics, and the query-positive/negative similarities the report histograms."""
+    from embedft.evaluation import evaluate, pair_similarities
+
+    similarities = pair_similarities(
+        model, triplets, config.evaluation.similarity_sample, config.evaluation.batch_size
+    )
+    return evaluate(model, evaluator), similarities
+
+
+def baseline_stage(
+    files: RunFiles, model: SentenceTransformer, evaluator: BaseEvaluator, triplets: Dataset, config: RunConfig
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Score the untouched model on the test questions (or reuse the run's saved baseline)."""
+    from embedft.report import read_metrics, write_json
+
+    if files.baseline.is_file():
+        saved = read_metrics(files.baseline)
+        return saved["baseline"], saved["similarities"]
+    baseline, similarities = score(model, evaluator, triplets, config)
+    write_json(files.baseline, {"baseline": baseline, "similarities": similarities})
+    return baseline, similarities
+
+
+def train_stage(
+    files: RunFiles,
+    model: SentenceTransformer,
+    triplets: MinedTriplets,
+    evaluator: BaseEvaluator,
+    config: RunConfig,
+    device: str,
+    resumed: bool,
+) -> TrainingResult:
+    """Train and save the final model; after a crash, continue from the last checkpoint, and when the final
+    model was already saved, only read back what the training reported."""
+    from embedft.training import history_from_checkpoint, last_checkpoint, save_model_atomically, train_model
+
+    if files.final_model.is_dir():
+        logger.info("Training had finished: using the saved %s", files.final_model)
+        return history_from_checkpoint(last_checkpoint(files.checkpoints))
+    checkpoint = last_checkpoint(files.checkpoints) if resumed else None
+    result = train_model(
+        model,
+        triplets.train,
+        triplets.dev if triplets.dev is not None else triplets.test,
+        evaluator,
+        config,
+        str(files.checkpoints),
+        device,
+        str(files.tensorboard) if "tensorboard" in config.training.report_to else None,
+        resume_from_checkpoint=checkpoint,
+    )
+    if checkpoint is not None:
+        result.resumed_from_step = int(Path(checkpoint).name.rsplit("-", 1)[-1])
+    save_model_atomically(model, files.final_model)  # a temporary folder, then renamed: never half-written
+    return result
+
+
+def finish_run(files: RunFiles, output_dir: str, metrics: dict[str, Any], similarities: dict[str, Any]) -> None:
+    """Write the results people read, move ``latest``, and mark the run complete, in an order that a kill at
+    any point leaves resumable: similarities, metrics, report, ``latest``, then ``COMPLETE``."""
+    from embedft.outputs import mark_complete, point_latest
+    from embedft.report import write_json, write_report
+
+    write_json(files.similarities, similarities)
+    write_json(files.metrics, metrics)
+    write_report(files.run_dir, metrics, similarities)
+    point_latest(output_dir, files.run_dir)
+    mark_complete(files.run_dir)
+
+
+def finish_scored_run(files: RunFiles, output_dir: str) -> dict[str, Any]:
+    """Finish a run killed after its ``metrics.json`` was written: report, ``latest`` and the marker."""
+    from embedft.report import read_metrics
+
+    logger.info("The run had been scored: writing its report and marking it complete")
+    metrics = read_metrics(files.metrics)
+    similarities = read_metrics(files.similarities) if files.similarities.is_file() else {}
+    finish_run(files, output_dir, metrics, similarities)
+    return metrics
+
+
+def evaluation_protocol(data: PreparedData) -> dict[str, Any]:
+    """Which questions each number in ``metrics.json`` was measured on, so nobody compares across them."""
+    return {
+        "baseline_and_final": "test",
+        "during_training": "dev" if "dev" in data.splits else "test",
+        "final_model": "reloaded from final/ in fp32, like the baseline",
+    }
+
+
+def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """The whole job: data, mining, baseline, training, final evaluation and the report.
+
+    Args:
+        config: the run configuration (with ``resume``, only its ``output_dir`` is used).
+        resume: a run folder or ``latest``: continue that interrupted run with its own saved config.
+
+    Returns:
+        The run folder and its metrics (the contents of ``metrics.json``).
+    """
+    started = time.perf_counter()
+    if resume is not None:
+        files, config, lock = open_resumed_run(config.output_dir, resume)  # noqa: F841 - held until we return
+        cli.setup_logging(files.log)
+        if files.metrics.is_file():
+            return files.run_dir, finish_scored_run(files, config.output_dir)
+    use_offline_mode(config.source_names)
+
+    from embedft.data import prepare_data
+    from embedft.evaluation import check_matryoshka_dims, evaluator_for
+    from embedft.models import load_configured_model, resolve_device, warn_if_truncated
+
+    timings: dict[str, float] = {}
+    data = prepare_data(config)
+    if "dev" in data.splits and config.training.eval_steps is None:
+        logger.warning(
+            "dev_size is set but training.eval_steps is null: the dev questions are held out and not scored"
+        )
+    timings["data_seconds"] = time.perf_counter() - started
+
+    device = resolve_device(config.device)
+    mining_device = resolve_device(config.mining.device, "mining.device", for_training=False)
+    model = load_configured_model(config, config.model_name, device, "model_name")
+    mining_model = load_configured_model(config, config.mining_model_name, mining_device, "mining_model_name")
+    dimension = model.get_embedding_dimension()
+    check_matryoshka_dims(config.evaluation.matryoshka_dims, dimension)
+    warn_if_truncated(model, data.corpus)
+
+    # Nothing is written before the inputs have all been checked.
+    if resume is None:
+        files, lock = open_new_run(config)  # noqa: F841 - held until we return
+        cli.setup_logging(files.log)
+    files.data_dir.mkdir(exist_ok=True)
+    logger.info(
+        "%s run folder: %s (training on %s, mining on %s)",
+        "Resuming" if resume else "New",
+        files.run_dir,
+        device,
+        mining_device,
+    )
+
+    stage_started = time.perf_counter()
+    triplets = mine_stage(files, data, mining_model, config)
+    del mining_model
+    timings["mining_seconds"] = time.perf_counter() - stage_started
+    logger.info("%d training and %d evaluation triplets", len(triplets.train), len(triplets.test))
+
+    stage_started = time.perf_counter()
+    test_evaluator = evaluator_for(config, data, triplets.test, dimension)
+    baseline, baseline_similarities = baseline_stage(files, model, test_evaluator, triplets.test, config)
+    timings["baseline_eval_seconds"] = time.perf_counter() - stage_started
+    logger.info("Baseline: %s", baseline)
+
+    stage_started = time.perf_counter()
+    step_evaluator = (
+        evaluator_for(config, data, triplets.dev, dimension, split="dev")
+        if triplets.dev is not None
+        else test_evaluator
+    )
+    result = train_stage(files, model, triplets, step_evaluator, config, device, resumed=resume is not None)
+    del model
+    timings["training_seconds"] = time.perf_counter() - stage_started
+
+    stage_started = time.perf_counter()
+    final_model = load_configured_model(config, str(files.final_model), device, "the saved final model")
+    final, final_similarities = score(final_model, test_evaluator, triplets.test, config)
+    timings["final_eval_seconds"] = time.perf_counter() - stage_started
+    timings["total_seconds"] = time.perf_counter() - started
+
+    training = {"global_step": result.global_step, "train_loss": result.train_loss, "device": device}
+    if result.resumed_from_step is not None:
+        training["resumed_from_step"] = result.resumed_from_step
+    metrics = {
+        "baseline": baseline,
+        "final": final,
+        "history": result.history,
+        "evaluation": evaluation_protocol(data),
+        "training": training,
+        "data": {
+            **data.counts(),
+            "train_triplets": len(triplets.train),
+            "eval_triplets": len(triplets.test),
+            **({"dev_triplets": len(triplets.dev)} if triplets.dev is not None else {}),
+        },
+        "timings": timings,
+    }
+    finish_run(files, config.output_dir, metrics, {"baseline": baseline_similarities, "final": final_similarities})
+    return files.run_dir, metrics
