@@ -49,7 +49,8 @@ def test_training_run_writes_metrics_model_config_and_events(finished_run):
     assert all("ndcg@10" in e for e in metrics["history"] if "triplet_accuracy" in e)
     data = metrics["data"]
     assert (data["eval_questions"], data["dev_questions"], data["train_pairs"]) == (16, 8, 64)
-    assert metrics["evaluation"]["during_training"] == "dev"
+    assert metrics["evaluation"]["during_training"] == {"split": "dev", "questions": 8, "documents": 503}
+    assert metrics["evaluation"]["baseline_and_final"] == {"split": "test", "questions": 16, "documents": 503}
     assert metrics["training"]["global_step"] == 8
     assert [e["step"] for e in metrics["history"] if "triplet_accuracy" in e] == [4, 8]
     assert (run_dir / "config.yaml").is_file() and (run_dir / "COMPLETE").is_file()
@@ -148,7 +149,7 @@ def test_tensorboard_events_hold_loss_learning_rate_and_eval_metrics(finished_ru
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/learning_rate", "eval/triplet_cosine_accuracy", "eval/loss"} <= tags
-    assert "eval/ir_cosine_ndcg@10" in tags
+    assert "eval/ir_steps_cosine_ndcg@10" in tags and "eval/ir_cosine_ndcg@10" not in tags  # the step pool
 
 
 def test_eval_embed_reproduces_the_runs_final_and_baseline_scores(finished_run, tmp_path):

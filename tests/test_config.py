@@ -95,11 +95,19 @@ def test_unknown_key_suggests_the_closest(tmp_path, text, expected):
         ("mining:\n  num_negatives: 20\n  range_max: 10\n", "exceeds the candidate window"),
         ("training:\n  fp16: true\n  bf16: true\n", "both true"),
         ("mining: 3\n", "'mining' must be a section"),
+        ("evaluation:\n  max_pool: 0\n", "'evaluation.max_pool' must be greater than 0, or null for the whole pool"),
+        ("evaluation:\n  max_queries: -1\n", "'evaluation.max_queries' must be greater than 0, or null for all"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, text, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         load_config(write(tmp_path, text))
+
+
+def test_evaluation_during_training_is_bounded_by_default_and_null_means_everything(tmp_path):
+    assert (RunConfig().evaluation.max_pool, RunConfig().evaluation.max_queries) == (10_000, None)
+    config = load_config(write(tmp_path, "evaluation:\n  max_pool: null\n  max_queries: 50\n"))
+    assert (config.evaluation.max_pool, config.evaluation.max_queries) == (None, 50)
 
 
 def test_missing_and_malformed_files(tmp_path):

@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from embedft.evaluation import build_evaluator, build_retrieval_task, evaluate, standard_metrics
+from embedft.config import EvaluationConfig, RunConfig
+from embedft.evaluation import (
+    RetrievalTask,
+    bounded_retrieval_task,
+    build_evaluator,
+    build_retrieval_task,
+    evaluate,
+    evaluation_set,
+    evaluator_for,
+    standard_metrics,
+)
 from embedft.models import load_model, training_prompts
 
 
@@ -94,6 +104,138 @@ def test_metric_names_are_stable():
     }
     # The order people read them in: ranking metrics, then truncated sizes, triplet accuracy last.
     assert list(metrics) == ["ndcg@10", "accuracy@1", "recall@100", "mrr@10_dim128", "triplet_accuracy"]
+
+
+def pool_task(questions: int = 6, documents: int = 60) -> tuple[RetrievalTask, list[tuple[str, str]]]:
+    """Question i answered by document i (question 0 also by document 10), and each question's mined negative: the
+    document ``documents - 1 - i``."""
+    task = RetrievalTask(
+        queries={f"q{i}": f"question {i}" for i in range(questions)},
+        corpus={f"d{i}": f"document {i}" for i in range(documents)},
+        relevant={f"q{i}": {f"d{i}"} for i in range(questions)},
+    )
+    task.relevant["q0"].add("d10")
+    negatives = [(f"question {i}", f"document {documents - 1 - i}") for i in range(questions)]
+    return task, negatives
+
+
+def test_bounded_pool_holds_every_positive_and_mined_negative_within_max_pool():
+    task, negatives = pool_task()
+    bounded = bounded_retrieval_task(task, negatives, max_pool=20, max_queries=None, seed=12)
+    assert len(bounded.corpus) == 20
+    assert bounded.queries == task.queries and bounded.relevant == task.relevant
+    positives = {doc for docs in task.relevant.values() for doc in docs}
+    mined = {f"d{59 - i}" for i in range(6)}
+    assert positives | mined <= set(bounded.corpus)
+    assert all(task.corpus[doc] == text for doc, text in bounded.corpus.items())  # ids and texts of the whole pool
+
+
+def test_bounded_pool_is_seeded():
+    task, negatives = pool_task()
+    first, again, other = (bounded_retrieval_task(task, negatives, 20, None, seed) for seed in (12, 12, 13))
+    assert first.corpus == again.corpus
+    assert first.corpus != other.corpus
+
+
+def test_max_queries_keeps_that_many_questions_and_only_their_negatives():
+    task, negatives = pool_task()
+    bounded = bounded_retrieval_task(task, negatives, max_pool=4, max_queries=2, seed=12)
+    assert len(bounded.queries) == 2 and set(bounded.relevant) == set(bounded.queries)
+    kept = [int(qid[1:]) for qid in bounded.queries]
+    needed = {doc for qid in bounded.queries for doc in task.relevant[qid]} | {f"d{59 - i}" for i in kept}
+    assert set(bounded.corpus) == needed  # 4 or 5 documents: no room for a sample, nor for the others' negatives
+    assert bounded_retrieval_task(task, negatives, 4, 2, seed=12).queries == bounded.queries
+
+
+def test_positives_and_negatives_beyond_max_pool_are_all_kept_and_logged(caplog):
+    task, negatives = pool_task()
+    with caplog.at_level("WARNING", logger="embedft.evaluation"):
+        bounded = bounded_retrieval_task(task, negatives, max_pool=5, max_queries=None, seed=12)
+    assert len(bounded.corpus) == 13  # 7 positives and 6 negatives, no sample
+    assert "exceed evaluation.max_pool=5" in caplog.text
+
+
+def test_unbounded_task_comes_back_unchanged():
+    task, negatives = pool_task()
+    assert bounded_retrieval_task(task, negatives, max_pool=60, max_queries=None, seed=12) is task
+    assert bounded_retrieval_task(task, negatives, max_pool=None, max_queries=6, seed=12) is task
+    only_questions = bounded_retrieval_task(task, negatives, max_pool=None, max_queries=3, seed=12)
+    assert len(only_questions.queries) == 3 and only_questions.corpus == task.corpus
+
+
+def tiny_run() -> tuple[RunConfig, object, Dataset]:
+    """Prepared data with 4 test questions and a pool of 12 documents, and its evaluation triplets."""
+    from datasets import DatasetDict
+
+    from embedft.data import CleaningStats, PreparedData
+
+    test = Dataset.from_dict({"query": [f"q{i}" for i in range(4)], "answer": [f"a{i}" for i in range(4)]})
+    train = Dataset.from_dict({"query": ["q9"], "answer": ["a9"]})
+    extra = [f"x{i}" for i in range(7)]
+    data = PreparedData(
+        splits=DatasetDict({"train": train, "test": test}),
+        all_pairs=Dataset.from_dict({"query": [*test["query"], "q9"], "answer": [*test["answer"], "a9"]}),
+        extra_documents=extra,
+        stats=CleaningStats(rows_in=5, empty_dropped=0, duplicates_dropped=0, rows_out=5),
+    )
+    triplets = test.add_column("negative", ["x0", "x1", "x2", "x3"])
+    return RunConfig(evaluation=EvaluationConfig(max_pool=9, matryoshka_dims=[2])), data, triplets
+
+
+def tiny_word_model():
+    rng = np.random.default_rng(0)
+    words = [*(f"q{i}" for i in range(4)), *(f"a{i}" for i in range(4)), "q9", "a9", *(f"x{i}" for i in range(7))]
+    return word_model({word: rng.normal(size=4).tolist() for word in words})
+
+
+def test_step_evaluator_has_its_own_keys_and_the_standard_names():
+    config, data, triplets = tiny_run()
+    model = tiny_word_model()
+    whole = evaluator_for(config, data, triplets, 4)(model)
+    steps = evaluator_for(config, data, triplets, 4, during_training=True)(model)
+    assert "ir_cosine_ndcg@10" in whole and "ir_dim2_cosine_ndcg@10" in whole
+    assert "ir_steps_cosine_ndcg@10" in steps and "ir_steps_dim2_cosine_ndcg@10" in steps
+    assert not {key for key in steps if key.startswith("ir")} & set(whole)  # TensorBoard tags never collide
+    # The history holds step values only: they keep the plain names, metrics.json "evaluation" says their pool.
+    assert list(standard_metrics(steps)) == list(standard_metrics(whole))
+    assert standard_metrics({"eval_ir_steps_cosine_ndcg@10": 0.5, "eval_ir_steps_dim64_cosine_mrr@10": 0.4}) == {
+        "ndcg@10": 0.5,
+        "mrr@10_dim64": 0.4,
+    }
+
+
+def test_evaluation_sets_record_their_questions_and_documents():
+    config, data, triplets = tiny_run()
+    assert evaluation_set(config, data, triplets).record() == {"split": "test", "questions": 4, "documents": 12}
+    steps = evaluation_set(config, data, triplets, during_training=True)
+    assert steps.record() == {"split": "test", "questions": 4, "documents": 9}
+    assert {"a0", "a1", "a2", "a3", "x0", "x1", "x2", "x3"} <= set(steps.retrieval.corpus.values())
+    config.evaluation.max_queries = 2
+    fewer = evaluation_set(config, data, triplets, during_training=True)
+    assert fewer.record()["questions"] == 2
+    assert sorted(fewer.triplets["query"]) == sorted(fewer.retrieval.queries.values())  # triplet accuracy alike
+
+
+def test_report_says_which_pool_the_step_scores_used():
+    from embedft.report import protocol_notes
+
+    metrics = {
+        "baseline": {"ndcg@10": 0.5},
+        "history": [{"step": 5, "ndcg@10": 0.6}],
+        "data": {"dev_questions": 40, "eval_questions": 100, "retrieval_pool": 50000},
+        "evaluation": {
+            "baseline_and_final": {"split": "test", "questions": 100, "documents": 50000},
+            "during_training": {"split": "dev", "questions": 20, "documents": 10000},
+        },
+    }
+    notes = "\n".join(protocol_notes(metrics))
+    assert "100 held-out test questions, each ranking all 50000 documents" in notes
+    assert "a seeded sample of 20 of the 40 dev questions" in notes
+    assert "a bounded pool of 10000 of the 50000 documents" in notes
+    metrics["evaluation"]["during_training"] = {"split": "dev", "questions": 40, "documents": 50000}
+    assert "bounded" not in "\n".join(protocol_notes(metrics))
+    metrics["evaluation"] = {"baseline_and_final": "test", "during_training": "dev"}  # an older metrics.json
+    assert "40 dev questions held out of training" in "\n".join(protocol_notes(metrics))
 
 
 def test_model_prompts_become_the_trainers_column_prompts():

@@ -104,6 +104,17 @@ class EvaluationConfig:
     similarity_sample: int = _option(
         1000, "Evaluation triplets whose similarities are histogrammed in the report (before and after)."
     )
+    max_pool: int | None = _option(
+        10_000,
+        "Documents ranked by the evaluation during training: every positive of the questions, their mined hard "
+        "negatives, then a seeded random sample of the rest (the NanoBEIR recipe); null: the whole pool. Baseline "
+        "and final always rank the whole pool.",
+    )
+    max_queries: int | None = _option(
+        None,
+        "Questions scored during training, a seeded sample; null: all of them. Baseline and final always score "
+        "every test question.",
+    )
 
 
 @dataclass
@@ -413,6 +424,12 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"'evaluation.matryoshka_dims' must hold positive sizes, got {dim}")
     if config.evaluation.similarity_sample < 0:
         raise ConfigError("'evaluation.similarity_sample' must be 0 or more")
+    for key, bound, meaning in (
+        ("max_pool", config.evaluation.max_pool, "the whole pool"),
+        ("max_queries", config.evaluation.max_queries, "all questions"),
+    ):
+        if bound is not None and bound <= 0:
+            raise ConfigError(f"'evaluation.{key}' must be greater than 0, or null for {meaning}; got {bound}")
     for key, size in (("test_size", config.test_size), ("dev_size", config.dev_size)):
         if isinstance(size, float) and not 0 < size < 1:
             raise ConfigError(f"'{key}' as a fraction must lie in (0, 1), got {size}")

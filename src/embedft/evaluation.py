@@ -1,7 +1,13 @@
-"""Scoring a model: retrieval metrics over the whole answer pool, and triplet accuracy on mined triplets.
+"""Scoring a model: retrieval metrics over the answer pool, and triplet accuracy on mined triplets.
 
 Both run through sentence-transformers' own evaluators (InformationRetrievalEvaluator, TripletEvaluator), before,
 during and after training; their metric keys are renamed to the stable names used in metrics.json.
+
+Baseline and final rank the whole pool with every test question. Evaluation during training stays cheap on large
+data: it ranks a bounded pool (every positive of its questions, their mined hard negatives and a seeded sample of the
+rest, up to ``evaluation.max_pool``, as NanoBEIR does) for at most ``evaluation.max_queries`` questions. Its retrieval
+evaluator is named ``ir_steps`` instead of ``ir``, so its TensorBoard tags and trainer log keys
+(``eval/ir_steps_cosine_ndcg@10``) never read like the whole-pool numbers.
 
 Retrieval (NDCG@10, MRR@10, accuracy@1) is the number to trust. Triplet accuracy compares each question's answer
 with one negative that the mining model found hardest *before* training; with the base model as mining model, the
@@ -11,9 +17,11 @@ baseline is scored on that model's own worst cases, so its gain is overstated. I
 from __future__ import annotations
 
 import logging
+import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from embedft.data import ANSWER, QUERY
 from embedft.errors import ConfigError
@@ -31,9 +39,11 @@ logger = logging.getLogger(__name__)
 
 TRIPLET = "triplet"
 RETRIEVAL = "ir"
+RETRIEVAL_STEPS = "ir_steps"  # the bounded pool scored during training
 # The order people read them in: ranking quality first, triplet accuracy (biased, see above) last.
 RETRIEVAL_METRICS = ("ndcg@10", "mrr@10", "accuracy@1", "recall@1", "recall@10", "recall@100", "map@100")
 # "eval_ir_dim256_cosine_ndcg@10" (trainer) or "triplet_cosine_accuracy" (direct call): evaluator, metric.
+# The evaluator is "triplet", "ir", "ir_steps", "ir_dim256" or "ir_steps_dim256".
 RAW_METRIC = re.compile(
     r"^(?:eval_)?(?P<evaluator>[a-z0-9_]+?)_(?:cosine|dot|euclidean|manhattan|max)_(?P<metric>[a-z]+@?\d*)$"
 )
@@ -72,12 +82,91 @@ def build_retrieval_task(test: Dataset, all_pairs: Dataset, corpus: list[str]) -
     )
 
 
+def seeded_sample(items: list[str], size: int | None, rng: random.Random) -> list[str]:
+    """At most ``size`` of ``items`` drawn with ``rng``, in their original order (None: all of them)."""
+    if size is None or len(items) <= size:
+        return items
+    chosen = set(rng.sample(items, size))
+    return [item for item in items if item in chosen]
+
+
+def bounded_retrieval_task(
+    task: RetrievalTask,
+    hard_negatives: Iterable[tuple[str, str]],
+    max_pool: int | None,
+    max_queries: int | None,
+    seed: int,
+) -> RetrievalTask:
+    """A cheaper version of ``task`` for evaluation during training (the NanoBEIR recipe).
+
+    First at most ``max_queries`` questions are kept (a seeded sample). The pool then holds every relevant document
+    of the kept questions, their mined hard negatives, and a seeded random sample of the other documents, up to
+    ``max_pool`` documents in all. When the positives and negatives alone exceed ``max_pool`` they are all kept (and
+    a warning says so): a pool without them would not measure ranking. Document and question ids are those of
+    ``task``, so a bounded pool is a subset of the whole one.
+
+    Args:
+        task: the whole-pool task (from :func:`build_retrieval_task`).
+        hard_negatives: ``(question text, negative text)`` pairs, e.g. ``zip(triplets["query"],
+            triplets["negative"])`` of the evaluation triplets; the negatives of questions not kept are ignored.
+        max_pool: most documents to rank (None: the whole pool).
+        max_queries: most questions to score (None: all).
+        seed: seed of both samples: the same seed gives the same pool.
+
+    Returns:
+        ``task`` itself when nothing needs bounding, otherwise a new task.
+    """
+    rng = random.Random(seed)
+    kept_queries = seeded_sample(list(task.queries), max_queries, rng)
+    if len(kept_queries) == len(task.queries) and (max_pool is None or len(task.corpus) <= max_pool):
+        return task
+    doc_ids = {text: did for did, text in task.corpus.items()}
+    kept_texts = {task.queries[qid] for qid in kept_queries}
+    positives = {did for qid in kept_queries for did in task.relevant[qid]}
+    negatives = {
+        doc_ids[negative]
+        for query, negative in hard_negatives
+        if query in kept_texts and negative in doc_ids and doc_ids[negative] not in positives
+    }
+    if max_pool is None or len(task.corpus) <= max_pool:
+        kept_docs = set(task.corpus)
+    else:
+        needed = positives | negatives
+        if len(needed) > max_pool:
+            logger.warning(
+                "Evaluation during training: the %d positives and %d mined negatives of its %d questions exceed "
+                "evaluation.max_pool=%d; all of them are ranked (lower evaluation.max_queries to bound it)",
+                len(positives),
+                len(negatives),
+                len(kept_queries),
+                max_pool,
+            )
+        rest = [did for did in task.corpus if did not in needed]
+        kept_docs = needed | set(seeded_sample(rest, max(max_pool - len(needed), 0), rng))
+    logger.info(
+        "Evaluation during training: %d of %d questions rank %d of %d documents (%d positives, %d mined negatives, "
+        "the rest a seeded sample)",
+        len(kept_queries),
+        len(task.queries),
+        len(kept_docs),
+        len(task.corpus),
+        len(positives),
+        len(negatives),
+    )
+    return RetrievalTask(
+        queries={qid: task.queries[qid] for qid in kept_queries},
+        corpus={did: text for did, text in task.corpus.items() if did in kept_docs},
+        relevant={qid: set(task.relevant[qid]) for qid in kept_queries},
+    )
+
+
 def build_evaluator(
     triplets: Dataset,
     retrieval: RetrievalTask | None,
     batch_size: int,
     matryoshka_dims: list[int] | None = None,
     embedding_dimension: int | None = None,
+    retrieval_name: str = RETRIEVAL,
 ) -> BaseEvaluator:
     """The evaluators run before, during and after training, in sequence.
 
@@ -87,6 +176,8 @@ def build_evaluator(
         batch_size: encoding batch size.
         matryoshka_dims: also run retrieval with embeddings truncated to each of these sizes.
         embedding_dimension: the model's embedding size, to reject larger truncation sizes.
+        retrieval_name: the retrieval evaluator's name, the start of its metric keys: ``ir`` for the whole pool,
+            ``ir_steps`` for the bounded pool scored during training.
 
     Raises:
         ConfigError: a matryoshka size larger than the model's embeddings.
@@ -121,7 +212,7 @@ def build_evaluator(
                     precision_recall_at_k=[1, 10, 100],
                     map_at_k=[100],
                     batch_size=batch_size,
-                    name=RETRIEVAL if dim is None else f"{RETRIEVAL}_dim{dim}",
+                    name=retrieval_name if dim is None else f"{retrieval_name}_dim{dim}",
                     truncate_dim=dim,
                     write_csv=False,
                 )
@@ -138,25 +229,91 @@ def check_matryoshka_dims(dims: list[int], embedding_dimension: int | None) -> N
             )
 
 
-def evaluator_for(
-    config: RunConfig, data: PreparedData, triplets: Dataset, embedding_dimension: int | None, split: str = "test"
-) -> BaseEvaluator:
-    """The run's evaluator as the ``evaluation:`` section configures it, on one held-out split (``test``, or
-    ``dev`` for evaluation during training)."""
+@dataclass
+class EvaluationSet:
+    """What one evaluator scores: the questions of one split (as triplets and as a retrieval task) and the pool."""
+
+    split: str
+    triplets: Dataset
+    retrieval: RetrievalTask | None
+    during_training: bool = False
+
+    def record(self) -> dict[str, Any]:
+        """The split, questions and documents, as ``metrics.json`` ``evaluation`` records them (documents: None
+        without retrieval evaluation)."""
+        questions = len(self.retrieval.queries) if self.retrieval is not None else len(set(self.triplets[QUERY]))
+        documents = len(self.retrieval.corpus) if self.retrieval is not None else None
+        return {"split": self.split, "questions": questions, "documents": documents}
+
+
+def evaluation_set(
+    config: RunConfig, data: PreparedData, triplets: Dataset, split: str = "test", during_training: bool = False
+) -> EvaluationSet:
+    """The questions and pool of one held-out split as the ``evaluation:`` section configures them.
+
+    Baseline and final (``during_training=False``) take every question against the whole pool. Evaluation during
+    training takes at most ``evaluation.max_queries`` questions (and only their triplets) against the pool bounded by
+    ``evaluation.max_pool`` (see :func:`bounded_retrieval_task`), both seeded with the run's seed.
+    """
+    evaluation = config.evaluation
     retrieval = (
         build_retrieval_task(data.splits[split], data.all_pairs, data.corpus)
-        if config.evaluation.information_retrieval
+        if evaluation.information_retrieval
         else None
     )
+    if not during_training:
+        return EvaluationSet(split, triplets, retrieval)
+    if retrieval is not None:
+        hard_negatives = zip(triplets[QUERY], triplets[NEGATIVE])
+        retrieval = bounded_retrieval_task(
+            retrieval, hard_negatives, evaluation.max_pool, evaluation.max_queries, config.seed
+        )
+        questions = set(retrieval.queries.values())
+    else:
+        questions = set(
+            seeded_sample(list(dict.fromkeys(triplets[QUERY])), evaluation.max_queries, random.Random(config.seed))
+        )
+    if len(questions) < len(set(triplets[QUERY])):
+        triplets = triplets.select([index for index, query in enumerate(triplets[QUERY]) if query in questions])
+    return EvaluationSet(split, triplets, retrieval, during_training=True)
+
+
+def evaluator_for_set(config: RunConfig, scored: EvaluationSet, embedding_dimension: int | None) -> BaseEvaluator:
+    """The evaluator of ``scored``; during training its retrieval keys start with ``ir_steps``, not ``ir``."""
     return build_evaluator(
-        triplets, retrieval, config.evaluation.batch_size, config.evaluation.matryoshka_dims, embedding_dimension
+        scored.triplets,
+        scored.retrieval,
+        config.evaluation.batch_size,
+        config.evaluation.matryoshka_dims,
+        embedding_dimension,
+        retrieval_name=RETRIEVAL_STEPS if scored.during_training else RETRIEVAL,
+    )
+
+
+def evaluator_for(
+    config: RunConfig,
+    data: PreparedData,
+    triplets: Dataset,
+    embedding_dimension: int | None,
+    split: str = "test",
+    during_training: bool = False,
+) -> BaseEvaluator:
+    """The run's evaluator as the ``evaluation:`` section configures it, on one held-out split: the whole pool and
+    every question (baseline, final, ``eval_embed.py``), or with ``during_training`` the bounded pool and questions
+    of :func:`evaluation_set`."""
+    return evaluator_for_set(
+        config, evaluation_set(config, data, triplets, split, during_training), embedding_dimension
     )
 
 
 def standard_metrics(raw: dict[str, float]) -> dict[str, float]:
     """Rename sentence-transformers' metric keys to the names in metrics.json: ``ndcg@10``, ``mrr@10``,
     ``accuracy@1`` (hit@1), ``recall@1``/``@10``/``@100``, ``map@100``, ``ndcg@10_dim256`` for truncated
-    embeddings, and ``triplet_accuracy``; retrieval metrics first, triplet accuracy last."""
+    embeddings, and ``triplet_accuracy``; retrieval metrics first, triplet accuracy last.
+
+    The bounded pool's keys (``ir_steps_...``) get the same names: they occur only in the trainer's log, which
+    becomes ``metrics.json`` ``history`` (step values only; ``evaluation.during_training`` says their pool), while
+    ``baseline`` and ``final`` always come from the whole pool (``ir_...``)."""
     retrieval: dict[str, float] = {}
     truncated: dict[str, float] = {}
     triplet: dict[str, float] = {}
@@ -165,12 +322,14 @@ def standard_metrics(raw: dict[str, float]) -> dict[str, float]:
         if match is None:
             continue
         evaluator, metric = match.group("evaluator"), match.group("metric")
+        name, _, size = evaluator.partition("_dim")
         if evaluator == TRIPLET and metric == "accuracy":
             triplet["triplet_accuracy"] = float(value)
-        elif evaluator == RETRIEVAL and metric in RETRIEVAL_METRICS:
-            retrieval[metric] = float(value)
-        elif evaluator.startswith(f"{RETRIEVAL}_dim") and metric in RETRIEVAL_METRICS:
-            truncated[f"{metric}_{evaluator.removeprefix(RETRIEVAL + '_')}"] = float(value)
+        elif name in (RETRIEVAL, RETRIEVAL_STEPS) and metric in RETRIEVAL_METRICS and (not size or size.isdigit()):
+            if size:
+                truncated[f"{metric}_dim{size}"] = float(value)
+            else:
+                retrieval[metric] = float(value)
     ordered = {name: retrieval[name] for name in RETRIEVAL_METRICS if name in retrieval}
     rank = {name: index for index, name in enumerate(RETRIEVAL_METRICS)}
 

@@ -131,7 +131,8 @@ def baseline_stage(
 def train_stage(
     files: RunFiles,
     model: SentenceTransformer,
-    triplets: MinedTriplets,
+    train_triplets: Dataset,
+    step_triplets: Dataset,
     evaluator: BaseEvaluator,
     config: RunConfig,
     device: str,
@@ -147,8 +148,8 @@ def train_stage(
     checkpoint = last_checkpoint(files.checkpoints) if resumed else None
     result = train_model(
         model,
-        triplets.train,
-        triplets.dev if triplets.dev is not None else triplets.test,
+        train_triplets,
+        step_triplets,  # the evaluation loss: the same questions as the step evaluator
         evaluator,
         config,
         str(files.checkpoints),
@@ -186,11 +187,24 @@ def finish_scored_run(files: RunFiles, output_dir: str) -> dict[str, Any]:
     return metrics
 
 
-def evaluation_protocol(data: PreparedData) -> dict[str, Any]:
-    """Which questions each number in ``metrics.json`` was measured on, so nobody compares across them."""
+def evaluation_protocol(data: PreparedData, config: RunConfig, during_training: dict[str, Any]) -> dict[str, Any]:
+    """Which questions and how many documents each number in ``metrics.json`` was measured on, so nobody compares
+    a step value (``history``, often a bounded pool) with ``baseline`` or ``final`` (the whole pool) by mistake.
+
+    Args:
+        data: the prepared data (the test questions and the whole pool).
+        config: the run configuration (whether retrieval is scored at all).
+        during_training: the step evaluation's record, from :meth:`~embedft.evaluation.EvaluationSet.record`.
+    """
+    from embedft.data import QUERY
+
     return {
-        "baseline_and_final": "test",
-        "during_training": "dev" if "dev" in data.splits else "test",
+        "baseline_and_final": {
+            "split": "test",
+            "questions": len(set(data.splits["test"][QUERY])),
+            "documents": len(data.corpus) if config.evaluation.information_retrieval else None,
+        },
+        "during_training": during_training,
         "final_model": "reloaded from final/ in fp32, like the baseline",
     }
 
@@ -214,7 +228,7 @@ def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dic
     use_offline_mode(config.source_names)
 
     from embedft.data import prepare_data
-    from embedft.evaluation import check_matryoshka_dims, evaluator_for
+    from embedft.evaluation import check_matryoshka_dims, evaluation_set, evaluator_for, evaluator_for_set
     from embedft.models import load_configured_model, resolve_device, warn_if_truncated
 
     timings: dict[str, float] = {}
@@ -259,12 +273,14 @@ def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dic
     logger.info("Baseline: %s", baseline)
 
     stage_started = time.perf_counter()
-    step_evaluator = (
-        evaluator_for(config, data, triplets.dev, dimension, split="dev")
-        if triplets.dev is not None
-        else test_evaluator
+    # Scores during training: the dev questions (else the test ones), at most evaluation.max_queries of them,
+    # ranking the pool bounded by evaluation.max_pool; their keys start with ir_steps, not ir.
+    step_split, step_triplets = ("dev", triplets.dev) if triplets.dev is not None else ("test", triplets.test)
+    step_set = evaluation_set(config, data, step_triplets, step_split, during_training=True)
+    step_evaluator = evaluator_for_set(config, step_set, dimension)
+    result = train_stage(
+        files, model, triplets.train, step_set.triplets, step_evaluator, config, device, resumed=resume is not None
     )
-    result = train_stage(files, model, triplets, step_evaluator, config, device, resumed=resume is not None)
     del model
     timings["training_seconds"] = time.perf_counter() - stage_started
 
@@ -281,7 +297,7 @@ def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dic
         "baseline": baseline,
         "final": final,
         "history": result.history,
-        "evaluation": evaluation_protocol(data),
+        "evaluation": evaluation_protocol(data, config, step_set.record()),
         "training": training,
         "data": {
             **data.counts(),

@@ -116,27 +116,46 @@ def report_markdown(metrics: dict[str, Any], plots: dict[str, str]) -> str:
 
 
 def protocol_notes(metrics: dict[str, Any]) -> list[str]:
-    """What each number was measured on, in words, for the report."""
+    """What each number was measured on, in words, for the report: the questions and documents of baseline and
+    final, and those of the scores during training, with their bounded pool when it was bounded."""
     protocol = metrics.get("evaluation", {})
     data = metrics.get("data", {})
-    ranking = (
-        f", each ranking all {data.get('retrieval_pool', '?')} documents" if "ndcg@10" in metrics["baseline"] else ""
-    )
+    # metrics.json written before the pools were recorded holds only the split names ("test", "dev").
+    whole = protocol.get("baseline_and_final")
+    whole = whole if isinstance(whole, dict) else {"split": "test"}
+    steps = protocol.get("during_training")
+    steps = steps if isinstance(steps, dict) else {"split": steps or "test"}
+    questions = whole.get("questions", data.get("eval_questions", "?"))
+    documents = whole.get("documents") or data.get("retrieval_pool", "?")
+    ranking = f", each ranking all {documents} documents" if "ndcg@10" in metrics["baseline"] else ""
     notes = [
-        f"Baseline and final: {data.get('eval_questions', '?')} held-out test questions{ranking}; the final model "
+        f"Baseline and final: {questions} held-out test questions{ranking}; the final model "
         "is scored after reloading it from `final/`, under the same conditions as the baseline.",
     ]
     scored_steps = any("ndcg@10" in e or "triplet_accuracy" in e for e in metrics.get("history", []))
-    if scored_steps and protocol.get("during_training") == "dev":
-        notes.append(
-            f"Scores during training use {data.get('dev_questions', '?')} dev questions held out of training, "
-            "not the test questions."
-        )
-    elif scored_steps:
-        notes.append(
-            "Scores during training use the test questions themselves (set `dev_size` to hold out dev questions "
-            "for them): do not pick a step or a setting by them."
-        )
+    if scored_steps:
+        kind = steps["split"]
+        available = data.get("dev_questions", "?") if kind == "dev" else questions
+        step_questions = steps.get("questions", available)
+        if isinstance(step_questions, int) and isinstance(available, int) and step_questions < available:
+            who = f"a seeded sample of {step_questions} of the {available} {kind} questions (`evaluation.max_queries`)"
+        else:
+            who = f"{step_questions} {kind} questions"
+        pool = ""
+        step_documents = steps.get("documents")
+        if isinstance(step_documents, int) and isinstance(documents, int) and step_documents < documents:
+            pool = (
+                f", each ranking a bounded pool of {step_documents} of the {documents} documents (every positive, "
+                "their mined hard negatives and a seeded sample: `evaluation.max_pool`); step values usually read "
+                "higher than the whole pool's: never compare them with baseline and final"
+            )
+        if kind == "dev":
+            notes.append(f"Scores during training use {who} held out of training, not the test questions{pool}.")
+        else:
+            notes.append(
+                f"Scores during training use the test questions themselves, {who}{pool}. Set `dev_size` to hold out "
+                "dev questions for them; do not pick a step or a setting by these."
+            )
     if "triplet_accuracy" in metrics.get("baseline", {}):
         notes.append(f"`triplet_accuracy`: {TRIPLET_NOTE}.")
     return [f"- {note}" for note in notes]
@@ -176,8 +195,12 @@ def plot_eval_metrics(metrics: dict[str, Any], path: Path) -> bool:
     names = list(metrics["baseline"])
     if not names:
         return False
-    # Baseline and final are test scores: they belong on the curve only when the steps were scored on test too.
-    on_test = metrics.get("evaluation", {}).get("during_training", "test") == "test"
+    # Baseline and final are whole-pool test scores: they belong on the curve only when the steps were scored on
+    # the same questions and pool (older metrics.json files hold the split's name alone).
+    protocol = metrics.get("evaluation", {})
+    steps, whole = protocol.get("during_training", "test"), protocol.get("baseline_and_final", "test")
+    on_test = steps == "test" if isinstance(steps, str) else steps == whole
+    split = steps if isinstance(steps, str) else steps.get("split", "test")
     figure, axis = plt.subplots(figsize=(7, 4))
     last_step = max([e["step"] for e in metrics["history"]], default=0)
     for name in names:
@@ -187,7 +210,7 @@ def plot_eval_metrics(metrics: dict[str, Any], path: Path) -> bool:
             points.append((last_step, metrics["final"][name]))
         if points:
             axis.plot(*zip(*points), marker="o", markersize=3, label=name)
-    axis.set_title("test questions (step 0: baseline)" if on_test else "dev questions")
+    axis.set_title("test questions (step 0: baseline)" if on_test else f"{split} questions, the steps' own pool")
     axis.set_xlabel("step")
     axis.set_ylabel("score")
     axis.grid(alpha=0.3)
