@@ -31,6 +31,23 @@ def run_script(script: str, *args: str, stdin: str | None = None, timeout: int =
     )
 
 
+def lay_out_like_hub_cache(cache_dir: Path, repo_id: str, source: Path) -> Path:
+    """Link ``source``'s files into ``cache_dir`` the way huggingface_hub leaves a downloaded model:
+    ``models--org--name/{refs/main, snapshots/<commit>/<files>}``; return the snapshot folder."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache_dir / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for file in source.rglob("*"):
+        if file.is_file():
+            target = snapshot / file.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(file)
+    return snapshot
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path

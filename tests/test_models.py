@@ -22,6 +22,7 @@ from embedft.models import (
     training_prompts,
     warn_if_truncated,
 )
+from tests.conftest import lay_out_like_hub_cache
 from tests.test_evaluation import word_model
 
 
@@ -56,19 +57,8 @@ def test_hub_model_not_cached_fails_fast_offline(tmp_path):
 
 
 def test_hub_model_loads_from_a_cache_laid_out_like_the_hub(tmp_path):
-    # The layout huggingface_hub writes: models--org--name/{refs/main, snapshots/<commit>/<files>}.
-    commit = "8b3219a92973c328a8e22fadcfa821b5dc75636a"
-    repo = tmp_path / "models--sentence-transformers--all-MiniLM-L6-v2"
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
     source = Path(packaged_model_path("packaged:all-MiniLM-L6-v2"))
-    for file in source.rglob("*"):
-        if file.is_file():
-            target = snapshot / file.relative_to(source)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(file)
+    snapshot = lay_out_like_hub_cache(tmp_path, "sentence-transformers/all-MiniLM-L6-v2", source)
     model = load_model("sentence-transformers/all-MiniLM-L6-v2", "cpu", cache_dir=str(tmp_path))
     assert model.get_embedding_dimension() == 384
     # Static embedding models have modules.json but no config.json: still found in the cache.

@@ -22,6 +22,7 @@ from embedft.static import (
     publish,
     static_cache_root,
 )
+from tests.conftest import lay_out_like_hub_cache
 from tests.test_evaluation import word_model
 
 STATIC_MINILM = "static:packaged:all-MiniLM-L6-v2"
@@ -111,17 +112,7 @@ def test_a_static_model_loads_by_hub_name_from_a_cache_laid_out_like_the_hub(sta
     from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 
     name = "sentence-transformers/static-retrieval-mrl-en-v1"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = tmp_path / "models--sentence-transformers--static-retrieval-mrl-en-v1"
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    for file in static_path.rglob("*"):
-        if file.is_file():
-            target = snapshot / file.relative_to(static_path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(file)
+    lay_out_like_hub_cache(tmp_path, name, static_path)
     assert resolve_model_source(name, str(tmp_path)) == (name, True)
     model = load_model(name, "cpu", cache_dir=str(tmp_path))
     assert isinstance(model[0], StaticEmbedding) and model.get_embedding_dimension() == 256
