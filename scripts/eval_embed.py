@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_configured_model(config, model_path, device, "MODEL")
     data = prepare_data(config)
     files = RunFiles(run_dir) if run_dir is not None else None
-    if files is not None and files.split.is_file() and read_metrics(files.split) == data.fingerprint():
+    if files is not None and files.split.is_file() and read_metrics(files.split) == data.fingerprint:
         logger.info("Using the run's evaluation triplets: %s", files.triplets("test"))
         eval_triplets = load_triplets(files.triplets("test"))
     else:

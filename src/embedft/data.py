@@ -476,6 +476,7 @@ class PreparedData:
         held_out = {answer for name in ("test", "dev") if name in self.splits for answer in self.splits[name][ANSWER]}
         return [document for document in self.extra_documents if document not in held_out]
 
+    @cached_property
     def fingerprint(self) -> dict[str, str]:
         """A hash of each split's pairs, saved with a run's mined triplets so they are never reused with another
         split (e.g. after the config or the data file changed, or from a run made by an older version)."""

@@ -73,12 +73,15 @@ def mine_stage(
 ) -> MinedTriplets:
     """Mine (or reuse the run's) triplets: training negatives from the training pool only, evaluation negatives
     (test, and dev when set) from the whole pool."""
+    from datasets import concatenate_datasets
+
+    from embedft.data import ANSWER, QUERY
     from embedft.mining import load_triplets, mine_evaluation_triplets, mine_training_triplets, save_triplets
     from embedft.report import read_metrics, write_json
 
     splits = [name for name in ("train", "test", "dev") if name in data.splits]
     if files.split.is_file() or files.triplets("train").is_file():
-        if not files.split.is_file() or read_metrics(files.split) != data.fingerprint():
+        if not files.split.is_file() or read_metrics(files.split) != data.fingerprint:
             raise OutputError(
                 f"run {files.run_dir} was made with another split than its config gives now (changed data, or an "
                 "older embedft): its cached triplets and baseline do not apply; start a new run"
@@ -86,14 +89,20 @@ def mine_stage(
         if all(files.triplets(name).is_file() for name in splits):
             logger.info("Reusing the mined triplets in %s", files.data_dir)
             return MinedTriplets(**{name: load_triplets(files.triplets(name)) for name in splits})
-    write_json(files.split, data.fingerprint())
-    mined = {
-        name: mine_evaluation_triplets(
-            data.splits[name], data.corpus, mining_model, config.mining.batch_size, other_pairs=data.all_pairs
-        )
-        for name in splits
-        if name != "train"
-    }
+    write_json(files.split, data.fingerprint)
+    # Test and dev questions in one call, so the whole pool is encoded once for both.
+    held_out = [name for name in splits if name != "train"]
+    together = mine_evaluation_triplets(
+        concatenate_datasets([data.splits[name].select_columns([QUERY, ANSWER]) for name in held_out]),
+        data.corpus,
+        mining_model,
+        config.mining.batch_size,
+        other_pairs=data.all_pairs,
+    )
+    mined = {}
+    for name in held_out:
+        questions = set(data.splits[name][QUERY])
+        mined[name] = together.select([i for i, query in enumerate(together[QUERY]) if query in questions])
     mined["train"] = mine_training_triplets(
         data.splits["train"], mining_model, config.mining, config.seed, extra_documents=data.training_documents
     )
