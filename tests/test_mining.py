@@ -7,6 +7,7 @@ import math
 import random
 import re
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset, concatenate_datasets
@@ -16,7 +17,6 @@ from embedft.mining import (
     derived_range_max,
     mine_evaluation_triplets,
     mine_training_triplets,
-    query_chunks,
 )
 from tests.test_evaluation import word_model
 
@@ -60,17 +60,6 @@ def negatives_of(vectors: dict[str, list[float]], options: MiningConfig, extra: 
     return triplets["negative"]
 
 
-def test_query_chunks_bound_the_size_and_keep_a_query_together():
-    queries = ["a", "b", "b", "c", "d", "d", "d", "e"]
-    chunks = query_chunks(queries, 3)
-    assert sorted(i for chunk in chunks for i in chunk) == list(range(8))
-    for chunk in chunks:
-        assert len(chunk) <= 3
-    owner = {queries[i]: n for n, chunk in enumerate(chunks) for i in chunk}
-    for n, chunk in enumerate(chunks):
-        assert all(owner[queries[i]] == n for i in chunk)
-
-
 def test_training_negatives_are_training_answers_and_never_a_positive(small_splits, minilm):
     train = small_splits["train"]
     options = MiningConfig(num_negatives=2, range_max=20, margin=None)
@@ -88,7 +77,7 @@ def test_training_negatives_are_training_answers_and_never_a_positive(small_spli
 def test_chunked_mining_equals_unchunked(small_splits, minilm):
     train = small_splits["train"]
     whole = mine_training_triplets(train, minilm, MiningConfig(chunk_size=200_000), seed=1)
-    chunked = mine_training_triplets(train, minilm, MiningConfig(chunk_size=7), seed=1)
+    chunked = mine_training_triplets(train, minilm, MiningConfig(chunk_size=3), seed=1)
     assert list(zip(whole["query"], whole["answer"], whole["negative"])) == list(
         zip(chunked["query"], chunked["answer"], chunked["negative"])
     )
@@ -122,7 +111,7 @@ def test_derived_range_max_is_the_librarys_formula(capsys):
 
 
 def multi_answer_case() -> tuple[object, Dataset]:
-    """qa has three answers (chunk 1 with chunk_size=3), qb one (chunk 2). qb's top candidates all score above its
+    """qa has three answers, qb one (each its own chunk with chunk_size=1). qb's top candidates all score above its
     positive, so with margin 0 only a candidate deep in its ranking ("low") is a valid negative."""
     vectors = {
         "qa": query(1),
@@ -145,11 +134,10 @@ def test_chunked_mining_equals_unchunked_when_range_max_is_derived(caplog):
     model, train = multi_answer_case()
     extra = ["na", "low", *[f"d{i}" for i in range(11)]]
     options = MiningConfig(range_max=None, margin=0.0)
-    assert len(query_chunks(train["query"], 3)) == 2
     whole = mine_training_triplets(train, model, options, seed=1, extra_documents=extra)
     with caplog.at_level(logging.INFO, logger="embedft.mining"):
         chunked = mine_training_triplets(
-            train, model, MiningConfig(range_max=None, margin=0.0, chunk_size=3), seed=1, extra_documents=extra
+            train, model, MiningConfig(range_max=None, margin=0.0, chunk_size=1), seed=1, extra_documents=extra
         )
     assert ("qb", "pb", "low") in rows(whole)
     assert rows(chunked) == rows(whole)
@@ -163,7 +151,7 @@ def test_chunked_mining_equals_unchunked_with_a_filter_and_a_set_range_max():
     extra = ["na", "low", "d0", "d1"]
     whole = mine_training_triplets(train, model, MiningConfig(range_max=2), seed=1, extra_documents=extra)
     chunked = mine_training_triplets(
-        train, model, MiningConfig(range_max=2, chunk_size=3), seed=1, extra_documents=extra
+        train, model, MiningConfig(range_max=2, chunk_size=1), seed=1, extra_documents=extra
     )
     assert ("qb", "pb", "low") in rows(whole)
     assert rows(chunked) == rows(whole)
@@ -173,7 +161,7 @@ def test_chunked_random_mining_equals_unchunked(small_splits, minilm):
     train = small_splits["train"]
     options = {"sampling_strategy": "random", "range_max": 8, "num_negatives": 2, "margin": None}
     whole = mine_training_triplets(train, minilm, MiningConfig(**options), seed=5)
-    chunked = mine_training_triplets(train, minilm, MiningConfig(chunk_size=7, **options), seed=5)
+    chunked = mine_training_triplets(train, minilm, MiningConfig(chunk_size=3, **options), seed=5)
     assert rows(chunked) == rows(whole)
 
 
@@ -341,3 +329,107 @@ def test_a_mining_model_with_another_tokenizer_works(small_splits):
     triplets = mine_training_triplets(small_splits["train"], mining_model, MiningConfig(margin=None), seed=1)
     assert len(triplets) == len(small_splits["train"])
     assert all(n != a for a, n in zip(triplets["answer"], triplets["negative"]))
+
+
+LIBRARY_CASES = [
+    {"margin": None, "num_negatives": 3, "range_max": 10},
+    {"margin": 0.0, "range_max": None},
+    {"margin": 0.05, "num_negatives": 2, "range_max": 30},
+    {"margin": None, "relative_margin": 0.05, "num_negatives": 2, "range_max": 20},
+    {"margin": None, "max_score": 0.6, "min_score": 0.1, "range_min": 2, "range_max": 15},
+    {"margin": 0.0, "sampling_strategy": "random", "num_negatives": 3, "range_max": 12},
+]
+
+
+@pytest.mark.parametrize("options", LIBRARY_CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("exact_search_limit", [None, 0], ids=["exact", "approximate"])
+def test_mining_gives_what_mine_hard_negatives_gives(small_splits, minilm, options, exact_search_limit):
+    # The library on the same pairs (a question with two answers included) and pool is the reference: the same
+    # filters, the same random draws, the same rows in the same order. With a pool this small the approximate
+    # index has one list and scans it whole, so it must agree as well.
+    from sentence_transformers.util import mine_hard_negatives
+
+    train = small_splits["train"]
+    train = concatenate_datasets(
+        [train, Dataset.from_dict({"query": [train[0]["query"]], "answer": [train[5]["answer"]]})]
+    )
+    extra = small_splits["test"]["answer"][:10]
+    config = MiningConfig(exact_search_limit=exact_search_limit, chunk_size=7, **options)
+    ours = mine_training_triplets(train, minilm, config, seed=3, extra_documents=extra)
+    random.seed(3)
+    theirs = mine_hard_negatives(
+        train,
+        minilm,
+        anchor_column_name="query",
+        positive_column_name="answer",
+        corpus=list(dict.fromkeys([*train["answer"], *extra])),
+        range_min=config.range_min,
+        range_max=config.range_max,
+        absolute_margin=config.margin,
+        relative_margin=config.relative_margin,
+        max_score=config.max_score,
+        min_score=config.min_score,
+        num_negatives=config.num_negatives,
+        sampling_strategy=config.sampling_strategy,
+        output_format="triplet",
+        verbose=False,
+    )
+    assert len(theirs) > 0
+    assert rows(ours) == rows(theirs)
+
+
+def test_approximate_search_finds_the_exact_neighbours_on_clustered_data():
+    from embedft.search import ApproximateSearch, ExactSearch, normalize
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, 32))
+    documents = normalize(centres[rng.integers(0, 40, 8000)] + 0.3 * rng.normal(size=(8000, 32)))
+    queries = normalize(centres[rng.integers(0, 40, 200)] + 0.3 * rng.normal(size=(200, 32)))
+    exact_scores, exact = ExactSearch(documents).search(queries, 20)
+    index = ApproximateSearch(32, len(documents), seed=0)
+    index.train(documents)
+    index.add(documents)
+    approximate_scores, approximate = index.search(queries, 20)
+    recall = np.mean([len(set(a) & set(e)) / 20 for a, e in zip(approximate, exact)])
+    assert recall >= 0.95
+    # Scores are exact inner products either way.
+    same = exact == approximate
+    assert np.allclose(exact_scores[same], approximate_scores[same], atol=1e-5)
+
+
+def test_a_second_mining_run_encodes_nothing(tmp_path, small_splits, minilm):
+    from embedft.embeddings import EmbeddingCache
+
+    train = small_splits["train"]
+    first_cache = EmbeddingCache(tmp_path / "embeddings")
+    first = mine_training_triplets(train, minilm, MiningConfig(), seed=1, cache=first_cache)
+    encoded = {store.folder.name: store.encoded for store in first_cache._stores.values()}
+    assert sum(encoded.values()) == len(set(train["query"])) + len(set(train["answer"]))
+    again_cache = EmbeddingCache(tmp_path / "embeddings")  # a new process: only the files are shared
+    calls = []
+    original = minilm.encode
+
+    def counting_encode(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    minilm.encode = counting_encode
+    try:
+        again = mine_training_triplets(train, minilm, MiningConfig(), seed=1, cache=again_cache)
+    finally:
+        minilm.encode = original
+    assert calls == []
+    assert rows(again) == rows(first)
+
+
+def test_a_pool_built_from_texts_in_memory_mines_the_same_rows(small_splits, minilm):
+    # The pipeline passes PreparedData.corpus (every answer, test ones included) so the training pool reuses
+    # those strings: only the training answers (and extra documents) may be candidates, in the same order.
+    train, test = small_splits["train"], small_splits["test"]
+    everything = list(dict.fromkeys([*train["answer"], *test["answer"]]))
+    extra = ["a wall is a vertical structure", "doors open"]
+    options = MiningConfig(num_negatives=2, range_max=10)
+    plain = mine_training_triplets(train, minilm, options, seed=1, extra_documents=extra)
+    reused = mine_training_triplets(train, minilm, options, seed=1, extra_documents=extra, texts=everything)
+    assert rows(reused) == rows(plain)
+    assert not set(reused["negative"]) & (set(test["answer"]) - set(train["answer"]))

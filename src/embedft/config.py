@@ -49,6 +49,7 @@ class MiningConfig:
         None, "Relative margin (NV-Retriever's TopK-PercPos uses 0.05); null disables it."
     )
     max_score: float | None = _option(None, "Skip candidates whose similarity to the query is above this.")
+    min_score: float | None = _option(None, "Skip candidates whose similarity to the query is below this.")
     range_min: int = _option(0, "Skip the range_min most similar candidates (likely unlabelled positives).")
     range_max: int | None = _option(
         100,
@@ -59,9 +60,14 @@ class MiningConfig:
         "top", "'top' takes the hardest candidates, 'random' samples among the candidates that pass the filters."
     )
     chunk_size: int = _option(
+        100_000,
+        "Queries are searched in chunks of at most this many against the whole pool, so memory stays bounded on "
+        "large data. Results equal unchunked mining.",
+    )
+    exact_search_limit: int | None = _option(
         200_000,
-        "Training queries are mined in chunks of at most this many rows against the whole training answer pool, "
-        "so memory stays bounded on large data. Results equal unchunked mining.",
+        "Pools of up to this many documents are searched exactly; larger ones with an approximate faiss IVF index "
+        "(see docs/benchmarks.md for its candidate recall). null: always exact.",
     )
     device: str = _option("cpu", "Device of the mining model; the CPU keeps the GPU's memory for training.")
 
@@ -79,6 +85,9 @@ class TrainingConfig:
         10, "Run the evaluators every this many optimizer steps; null: only before and after training."
     )
     save_steps: int = _option(10, "Write a checkpoint every this many optimizer steps.")
+    max_steps: int | None = _option(
+        None, "Stop after this many optimizer steps (e.g. a quick trial or a benchmark); null: num_epochs decides."
+    )
     logging_steps: int = _option(10, "Log loss and learning rate every this many optimizer steps.")
     warmup_ratio: float | None = _option(
         None, "Fraction of steps with linear learning-rate warm-up; overrides the top-level warmup_ratio when set."
@@ -108,12 +117,18 @@ class EvaluationConfig:
         10_000,
         "Documents ranked by the evaluation during training: every positive of the questions, their mined hard "
         "negatives, then a seeded random sample of the rest (the NanoBEIR recipe); null: the whole pool. Baseline "
-        "and final always rank the whole pool.",
+        "and final rank the whole pool unless final_pool is 'bounded'.",
     )
     max_queries: int | None = _option(
         None,
-        "Questions scored during training, a seeded sample; null: all of them. Baseline and final always score "
-        "every test question.",
+        "Questions scored during training, a seeded sample; null: all of them. Baseline and final score every test "
+        "question unless final_pool is 'bounded'.",
+    )
+    final_pool: Literal["whole", "bounded"] = _option(
+        "whole",
+        "What baseline and final rank: 'whole' (every test question against the whole pool) or 'bounded' (the "
+        "max_pool / max_queries bounds of the evaluation during training, for a CPU and a large pool; metrics.json "
+        "and the report say so).",
     )
 
 
@@ -176,6 +191,12 @@ class RunConfig:
     )
     trust_remote_code: bool = _option(False, "Allow a hub model to run its own Python code. Off unless needed.")
     cache_dir: str | None = _option(None, "Where hub models and data sets are cached; null uses the HF default.")
+    embedding_cache: bool = _option(
+        True,
+        "Keep every text's embedding on disk (<cache_dir>/embedft/embeddings, else ~/.cache/embedft/embeddings), per "
+        "model, side and prompt, so a rerun, and the baseline when the miner is the base model, encodes nothing "
+        "twice. false: a temporary folder per run.",
+    )
     # Optimisation
     num_epochs: float = _option(3, "Passes over the mined training triplets.")
     batch_size: int = _option(32, "Triplets per training batch (MNRL's in-batch negatives grow with it).")
@@ -407,6 +428,7 @@ def validate(config: RunConfig) -> None:
         "training.eval_steps": config.training.eval_steps,
         "training.save_steps": config.training.save_steps,
         "training.logging_steps": config.training.logging_steps,
+        "training.max_steps": config.training.max_steps,
         "evaluation.batch_size": config.evaluation.batch_size,
     }
     for key, value in positive.items():
@@ -448,6 +470,11 @@ def validate(config: RunConfig) -> None:
     if unknown_loggers:
         raise ConfigError(f"'training.report_to' supports only 'tensorboard', got {sorted(unknown_loggers)}")
     mining = config.mining
+    if mining.exact_search_limit is not None and mining.exact_search_limit < 0:
+        raise ConfigError(
+            f"'mining.exact_search_limit' must be 0 or more (0: always approximate), or null; got "
+            f"{mining.exact_search_limit}"
+        )
     if mining.range_min < 0:
         raise ConfigError(f"'mining.range_min' must be 0 or more, got {mining.range_min}")
     if mining.range_max is not None:
