@@ -206,14 +206,51 @@ def test_step_evaluator_has_its_own_keys_and_the_standard_names():
 
 def test_evaluation_sets_record_their_questions_and_documents():
     config, data, triplets = tiny_run()
-    assert evaluation_set(config, data, triplets).record() == {"split": "test", "questions": 4, "documents": 12}
+    whole = {"split": "test", "pool": "whole", "questions": 4, "documents": 12}
+    assert evaluation_set(config, data, triplets).record() == whole
     steps = evaluation_set(config, data, triplets, during_training=True)
-    assert steps.record() == {"split": "test", "questions": 4, "documents": 9}
+    assert steps.record() == {"split": "test", "pool": "bounded", "questions": 4, "documents": 9}
     assert {"a0", "a1", "a2", "a3", "x0", "x1", "x2", "x3"} <= set(steps.retrieval.corpus.values())
     config.evaluation.max_queries = 2
     fewer = evaluation_set(config, data, triplets, during_training=True)
     assert fewer.record()["questions"] == 2
     assert sorted(fewer.triplets["query"]) == sorted(fewer.retrieval.queries.values())  # triplet accuracy alike
+    # final_pool: bounded gives baseline and final the same bounds, under the whole-pool metric names.
+    config.evaluation.final_pool = "bounded"
+    final = evaluation_set(config, data, triplets)
+    assert final.record() == {"split": "test", "pool": "bounded", "questions": 2, "documents": 9}
+    assert not final.during_training
+
+
+def test_the_pool_is_encoded_once_for_every_matryoshka_size(tmp_path, small_splits, minilm):
+    from embedft.embeddings import EmbeddingCache
+
+    test = small_splits["test"]
+    pool = list(dict.fromkeys([*small_splits["train"]["answer"], *test["answer"]]))
+    retrieval = build_retrieval_task(test, test, pool)
+    triplets = test.add_column("negative", test["answer"][1:] + test["answer"][:1])
+    encoded: list[int] = []
+    original = minilm.encode_document
+
+    def counting(texts, *args, **kwargs):
+        encoded.append(len(texts))
+        return original(texts, *args, **kwargs)
+
+    minilm.encode_document = counting
+    try:
+        plain = evaluate(minilm, build_evaluator(triplets, retrieval, 32, [128, 64], 384))
+        pool_encodes = sum(encoded)
+        cache = EmbeddingCache(tmp_path)
+        cached = evaluate(minilm, build_evaluator(triplets, retrieval, 32, [128, 64], 384, cache=cache))
+        encoded.clear()
+        again = evaluate(minilm, build_evaluator(triplets, retrieval, 32, [128, 64], 384, cache=cache))
+    finally:
+        minilm.encode_document = original
+    assert pool_encodes == len(pool)  # once, not once per size (3 sizes), nor again for the triplets' documents
+    assert encoded == []  # the second cached call reads the pool, and the triplets' documents come from it
+    for key in plain:
+        assert cached[key] == pytest.approx(plain[key], abs=1e-6)
+        assert again[key] == cached[key]
 
 
 def test_report_says_which_pool_the_step_scores_used():

@@ -37,3 +37,19 @@ def test_report_without_similarities_leaves_that_plot_out(tmp_path):
     text = write_report(tmp_path, sample_metrics(), None).read_text()
     assert PLOTS["similarities"] not in text
     assert not (tmp_path / PLOTS["similarities"]).exists()
+
+
+def test_report_says_when_baseline_and_final_ranked_a_bounded_pool():
+    from embedft.report import protocol_notes
+
+    metrics = {
+        "baseline": {"ndcg@10": 0.5},
+        "history": [],
+        "data": {"eval_questions": 1000, "retrieval_pool": 1_000_000},
+        "evaluation": {
+            "baseline_and_final": {"split": "test", "pool": "bounded", "questions": 200, "documents": 5000}
+        },
+    }
+    (first, *_) = protocol_notes(metrics)
+    assert "200 held-out test questions" in first
+    assert "bounded pool of 5000 of the 1000000 documents" in first

@@ -28,12 +28,14 @@ from embedft.errors import ConfigError
 from embedft.mining import NEGATIVE
 
 if TYPE_CHECKING:
+    import torch
     from datasets import Dataset
     from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
     from sentence_transformers.sentence_transformer import SentenceTransformer
 
     from embedft.config import RunConfig
     from embedft.data import PreparedData
+    from embedft.embeddings import EmbeddingCache
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +162,98 @@ def bounded_retrieval_task(
     )
 
 
+class SharedPool:
+    """The pool's document embeddings for one evaluation call, encoded once and truncated for every Matryoshka size
+    (each size used to encode the whole pool again).
+
+    Args:
+        batch_size: encoding batch size.
+        cache: an embedding cache to read from and write to (baseline and final: a rerun, or a baseline whose miner
+            is the base model, encodes nothing); None encodes afresh (during training the weights change).
+    """
+
+    def __init__(self, batch_size: int, cache: EmbeddingCache | None = None) -> None:
+        self.batch_size = batch_size
+        self.cache = cache
+        self.embeddings: torch.Tensor | None = None
+        self.rows: dict[str, int] = {}
+
+    def encode(self, model: SentenceTransformer, texts: list[str]) -> torch.Tensor:
+        """Every document of the pool, at full size, on the model's device (computed on the first call)."""
+        import torch
+
+        if not self.rows:
+            self.rows = {text: row for row, text in enumerate(texts)}
+        if self.embeddings is None:
+            if self.cache is not None:
+                vectors = self.cache.embeddings(
+                    model, texts, "document", self.batch_size, "Encoding the evaluation pool"
+                )
+                self.embeddings = torch.from_numpy(vectors).to(model.device)
+            else:
+                self.embeddings = model.encode_document(texts, batch_size=self.batch_size, convert_to_tensor=True)
+        return self.embeddings
+
+
+def pooled_retrieval_evaluator_class() -> type:
+    """InformationRetrievalEvaluator that takes its document embeddings from a :class:`SharedPool`."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    class PooledRetrievalEvaluator(InformationRetrievalEvaluator):
+        def __init__(self, *args: Any, pool: SharedPool, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.pool = pool
+
+        def compute_all_metrics(self, model, corpus_model=None, corpus_embeddings=None, output_path=None):
+            if corpus_embeddings is None and corpus_model is None:
+                corpus_embeddings = self.pool.encode(model, self.corpus)
+                if self.truncate_dim is not None:
+                    corpus_embeddings = corpus_embeddings[:, : self.truncate_dim]
+            return super().compute_all_metrics(model, corpus_model, corpus_embeddings, output_path)
+
+    return PooledRetrievalEvaluator
+
+
+def pooled_triplet_evaluator_class() -> type:
+    """TripletEvaluator that takes the positives' and negatives' embeddings from the :class:`SharedPool` when the
+    retrieval evaluators have encoded it (they are pool documents), instead of encoding them again."""
+    from sentence_transformers.sentence_transformer.evaluation import TripletEvaluator
+
+    class PooledTripletEvaluator(TripletEvaluator):
+        def __init__(self, *args: Any, pool: SharedPool, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.pool = pool
+
+        def embed_inputs(self, model, sentences, encode_fn_name=None, **kwargs):
+            pool = self.pool
+            if encode_fn_name == "document" and pool.embeddings is not None and all(t in pool.rows for t in sentences):
+                rows = [pool.rows[text] for text in sentences]
+                return pool.embeddings[rows].float().cpu().numpy()
+            return super().embed_inputs(model, sentences, encode_fn_name, **kwargs)
+
+    return PooledTripletEvaluator
+
+
+def sequential_evaluator_class() -> type:
+    """SequentialEvaluator that forgets the shared pool's embeddings before and after each call, so the model is
+    encoded afresh at every evaluation step."""
+    from sentence_transformers.base.evaluation.sequential import SequentialEvaluator
+
+    class PoolSequentialEvaluator(SequentialEvaluator):
+        def __init__(self, evaluators: list[BaseEvaluator], pool: SharedPool) -> None:
+            super().__init__(evaluators)
+            self.pool = pool
+
+        def __call__(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+            self.pool.embeddings = None
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:
+                self.pool.embeddings = None
+
+    return PoolSequentialEvaluator
+
+
 def build_evaluator(
     triplets: Dataset,
     retrieval: RetrievalTask | None,
@@ -167,8 +261,9 @@ def build_evaluator(
     matryoshka_dims: list[int] | None = None,
     embedding_dimension: int | None = None,
     retrieval_name: str = RETRIEVAL,
+    cache: EmbeddingCache | None = None,
 ) -> BaseEvaluator:
-    """The evaluators run before, during and after training, in sequence.
+    """The evaluators run before, during and after training, in sequence; the pool is encoded once per call.
 
     Args:
         triplets: evaluation (query, answer, negative) triplets for TripletEvaluator.
@@ -178,31 +273,21 @@ def build_evaluator(
         embedding_dimension: the model's embedding size, to reject larger truncation sizes.
         retrieval_name: the retrieval evaluator's name, the start of its metric keys: ``ir`` for the whole pool,
             ``ir_steps`` for the bounded pool scored during training.
+        cache: where the pool's embeddings are kept (see :class:`SharedPool`); None: encoded at every call.
 
     Raises:
         ConfigError: a matryoshka size larger than the model's embeddings.
     """
-    from sentence_transformers.base.evaluation.sequential import SequentialEvaluator
-    from sentence_transformers.sentence_transformer.evaluation import (
-        InformationRetrievalEvaluator,
-        TripletEvaluator,
-    )
+    pool = SharedPool(batch_size, cache)
+    retrieval_evaluator = pooled_retrieval_evaluator_class()
 
-    evaluators: list[BaseEvaluator] = [
-        TripletEvaluator(
-            anchors=triplets[QUERY],
-            positives=triplets[ANSWER],
-            negatives=triplets[NEGATIVE],
-            name=TRIPLET,
-            batch_size=batch_size,
-            write_csv=False,
-        )
-    ]
+    evaluators: list[BaseEvaluator] = []
     if retrieval is not None:
         check_matryoshka_dims(matryoshka_dims or [], embedding_dimension)
         for dim in [None, *(matryoshka_dims or [])]:
             evaluators.append(
-                InformationRetrievalEvaluator(
+                retrieval_evaluator(
+                    pool=pool,
                     queries=retrieval.queries,
                     corpus=retrieval.corpus,
                     relevant_docs=retrieval.relevant,
@@ -217,7 +302,19 @@ def build_evaluator(
                     write_csv=False,
                 )
             )
-    return SequentialEvaluator(evaluators)
+    # After retrieval, so its answers and negatives come from the pool's embeddings.
+    evaluators.append(
+        pooled_triplet_evaluator_class()(
+            pool=pool,
+            anchors=triplets[QUERY],
+            positives=triplets[ANSWER],
+            negatives=triplets[NEGATIVE],
+            name=TRIPLET,
+            batch_size=batch_size,
+            write_csv=False,
+        )
+    )
+    return sequential_evaluator_class()(evaluators, pool)
 
 
 def check_matryoshka_dims(dims: list[int], embedding_dimension: int | None) -> None:
@@ -237,13 +334,19 @@ class EvaluationSet:
     triplets: Dataset
     retrieval: RetrievalTask | None
     during_training: bool = False
+    bounded: bool = False  # max_pool / max_queries left out questions or documents
 
     def record(self) -> dict[str, Any]:
-        """The split, questions and documents, as ``metrics.json`` ``evaluation`` records them (documents: None
-        without retrieval evaluation)."""
+        """The split, pool ('whole' or 'bounded'), questions and documents, as ``metrics.json`` ``evaluation``
+        records them (documents: None without retrieval evaluation)."""
         questions = len(self.retrieval.queries) if self.retrieval is not None else len(set(self.triplets[QUERY]))
         documents = len(self.retrieval.corpus) if self.retrieval is not None else None
-        return {"split": self.split, "questions": questions, "documents": documents}
+        return {
+            "split": self.split,
+            "pool": "bounded" if self.bounded else "whole",
+            "questions": questions,
+            "documents": documents,
+        }
 
 
 def evaluation_set(
@@ -251,9 +354,10 @@ def evaluation_set(
 ) -> EvaluationSet:
     """The questions and pool of one held-out split as the ``evaluation:`` section configures them.
 
-    Baseline and final (``during_training=False``) take every question against the whole pool. Evaluation during
-    training takes at most ``evaluation.max_queries`` questions (and only their triplets) against the pool bounded by
-    ``evaluation.max_pool`` (see :func:`bounded_retrieval_task`), both seeded with the run's seed.
+    Baseline and final (``during_training=False``) take every question against the whole pool, unless
+    ``evaluation.final_pool`` is ``bounded``. Evaluation during training takes at most ``evaluation.max_queries``
+    questions (and only their triplets) against the pool bounded by ``evaluation.max_pool`` (see
+    :func:`bounded_retrieval_task`), both seeded with the run's seed.
     """
     evaluation = config.evaluation
     retrieval = (
@@ -261,25 +365,34 @@ def evaluation_set(
         if evaluation.information_retrieval
         else None
     )
-    if not during_training:
+    if not during_training and evaluation.final_pool == "whole":
         return EvaluationSet(split, triplets, retrieval)
     if retrieval is not None:
         hard_negatives = zip(triplets[QUERY], triplets[NEGATIVE])
+        whole = retrieval
         retrieval = bounded_retrieval_task(
             retrieval, hard_negatives, evaluation.max_pool, evaluation.max_queries, config.seed
         )
         questions = set(retrieval.queries.values())
+        bounded = retrieval is not whole
     else:
         questions = set(
             seeded_sample(list(dict.fromkeys(triplets[QUERY])), evaluation.max_queries, random.Random(config.seed))
         )
+        bounded = len(questions) < len(set(triplets[QUERY]))
     if len(questions) < len(set(triplets[QUERY])):
         triplets = triplets.select([index for index, query in enumerate(triplets[QUERY]) if query in questions])
-    return EvaluationSet(split, triplets, retrieval, during_training=True)
+    return EvaluationSet(split, triplets, retrieval, during_training=during_training, bounded=bounded)
 
 
-def evaluator_for_set(config: RunConfig, scored: EvaluationSet, embedding_dimension: int | None) -> BaseEvaluator:
-    """The evaluator of ``scored``; during training its retrieval keys start with ``ir_steps``, not ``ir``."""
+def evaluator_for_set(
+    config: RunConfig,
+    scored: EvaluationSet,
+    embedding_dimension: int | None,
+    cache: EmbeddingCache | None = None,
+) -> BaseEvaluator:
+    """The evaluator of ``scored``; during training its retrieval keys start with ``ir_steps``, not ``ir``.
+    ``cache`` keeps the pool's embeddings (baseline and final; see :class:`SharedPool`)."""
     return build_evaluator(
         scored.triplets,
         scored.retrieval,
@@ -287,6 +400,7 @@ def evaluator_for_set(config: RunConfig, scored: EvaluationSet, embedding_dimens
         config.evaluation.matryoshka_dims,
         embedding_dimension,
         retrieval_name=RETRIEVAL_STEPS if scored.during_training else RETRIEVAL,
+        cache=cache,
     )
 
 
@@ -297,12 +411,13 @@ def evaluator_for(
     embedding_dimension: int | None,
     split: str = "test",
     during_training: bool = False,
+    cache: EmbeddingCache | None = None,
 ) -> BaseEvaluator:
     """The run's evaluator as the ``evaluation:`` section configures it, on one held-out split: the whole pool and
     every question (baseline, final, ``eval_embed.py``), or with ``during_training`` the bounded pool and questions
     of :func:`evaluation_set`."""
     return evaluator_for_set(
-        config, evaluation_set(config, data, triplets, split, during_training), embedding_dimension
+        config, evaluation_set(config, data, triplets, split, during_training), embedding_dimension, cache
     )
 
 
@@ -347,16 +462,30 @@ def evaluate(model: SentenceTransformer, evaluator: BaseEvaluator) -> dict[str, 
 
 
 def pair_similarities(
-    model: SentenceTransformer, triplets: Dataset, sample: int, batch_size: int
+    model: SentenceTransformer,
+    triplets: Dataset,
+    sample: int,
+    batch_size: int,
+    cache: EmbeddingCache | None = None,
 ) -> dict[str, list[float]]:
     """Query-positive and query-negative similarities of the first ``sample`` triplets, for the report's
-    histograms (queries through ``encode_query``, answers through ``encode_document``)."""
+    histograms (queries through ``encode_query``, answers through ``encode_document``; with ``cache``, the
+    answers' embeddings come from it, where the evaluation of the pool left them)."""
+    import torch
+
     rows = triplets.select(range(min(sample, len(triplets))))
     if len(rows) == 0:
         return {"positive": [], "negative": []}
     queries = model.encode_query(rows[QUERY], batch_size=batch_size, convert_to_tensor=True)
-    positives = model.encode_document(rows[ANSWER], batch_size=batch_size, convert_to_tensor=True)
-    negatives = model.encode_document(rows[NEGATIVE], batch_size=batch_size, convert_to_tensor=True)
+    if cache is not None:
+        encoded = [
+            torch.from_numpy(cache.embeddings(model, rows[column], "document", batch_size, "Reading the answers"))
+            for column in (ANSWER, NEGATIVE)
+        ]
+        positives, negatives = (tensor.to(queries.device) for tensor in encoded)
+    else:
+        positives = model.encode_document(rows[ANSWER], batch_size=batch_size, convert_to_tensor=True)
+        negatives = model.encode_document(rows[NEGATIVE], batch_size=batch_size, convert_to_tensor=True)
     return {
         "positive": model.similarity_pairwise(queries, positives).tolist(),
         "negative": model.similarity_pairwise(queries, negatives).tolist(),

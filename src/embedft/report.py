@@ -128,6 +128,13 @@ def protocol_notes(metrics: dict[str, Any]) -> list[str]:
     questions = whole.get("questions", data.get("eval_questions", "?"))
     documents = whole.get("documents") or data.get("retrieval_pool", "?")
     ranking = f", each ranking all {documents} documents" if "ndcg@10" in metrics["baseline"] else ""
+    if whole.get("pool") == "bounded":
+        total = data.get("retrieval_pool", "?")
+        ranking = (
+            f", each ranking a bounded pool of {documents} of the {total} documents (`evaluation.final_pool: "
+            "bounded`: every positive, their mined hard negatives and a seeded sample); these read higher than a "
+            "whole-pool score would"
+        )
     notes = [
         f"Baseline and final: {questions} held-out test questions{ranking}; the final model "
         "is scored after reloading it from `final/`, under the same conditions as the baseline.",
