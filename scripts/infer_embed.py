@@ -4,7 +4,8 @@
 Texts come from arguments, a file (--file, one per line) or standard input. The corpus is the run's retrieval
 pool (every answer of the configured data, plus its corpus_file), or --corpus: a .jsonl with a 'text' per row or a
 text file with one document per line. The model defaults to the latest run's final model, loaded with the run's
-max_seq_length and query/document prompts.
+max_seq_length and query/document prompts. A run's final model reads the pool's embeddings that its final evaluation
+kept in the run folder (embeddings/), so a call encodes only the query; other documents are encoded once and added.
 
 Usage:
     python scripts/infer_embed.py "how long does a building permit take?" [--top-k 5] [--model PATH]
@@ -49,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.top_k < 1:
         raise DataError(f"--top-k must be at least 1, got {args.top_k}")
     cli.setup_logging()
-    model_path, _, config = resolve_model_and_config(args.model, args.config, args.overrides)
+    model_path, run_dir, config = resolve_model_and_config(args.model, args.config, args.overrides)
     use_offline_mode([*config.source_names, model_path])
 
     from embedft.data import load_corpus_file, retrieval_pool
-    from embedft.inference import search
+    from embedft.inference import corpus_cache, search
     from embedft.models import load_configured_model, resolve_device
 
     if args.corpus is None:
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         if not corpus:
             raise DataError(f"the corpus {args.corpus} is empty: give a file with one document per line")
     model = load_configured_model(config, model_path, resolve_device(config.device, for_training=False), "MODEL")
-    results = search(model, queries, corpus, top_k=args.top_k, batch_size=config.evaluation.batch_size)
+    cache = corpus_cache(run_dir, config)
+    results = search(model, queries, corpus, top_k=args.top_k, batch_size=config.evaluation.batch_size, cache=cache)
     for query, hits in zip(queries, results):
         if args.json:
             print(json.dumps({"query": query, "hits": [{"score": h.score, "text": h.text} for h in hits]}))

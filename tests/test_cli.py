@@ -49,8 +49,19 @@ def test_training_run_writes_metrics_model_config_and_events(finished_run):
     assert all("ndcg@10" in e for e in metrics["history"] if "triplet_accuracy" in e)
     data = metrics["data"]
     assert (data["eval_questions"], data["dev_questions"], data["train_pairs"]) == (16, 8, 64)
-    assert metrics["evaluation"]["during_training"] == {"split": "dev", "questions": 8, "documents": 503}
-    assert metrics["evaluation"]["baseline_and_final"] == {"split": "test", "questions": 16, "documents": 503}
+    # max_pool (10,000) holds the whole pool here: the step scores rank all 503 answers, like baseline and final.
+    assert metrics["evaluation"]["during_training"] == {
+        "split": "dev",
+        "pool": "whole",
+        "questions": 8,
+        "documents": 503,
+    }
+    assert metrics["evaluation"]["baseline_and_final"] == {
+        "split": "test",
+        "pool": "whole",
+        "questions": 16,
+        "documents": 503,
+    }
     assert metrics["training"]["global_step"] == 8
     assert [e["step"] for e in metrics["history"] if "triplet_accuracy" in e] == [4, 8]
     assert (run_dir / "config.yaml").is_file() and (run_dir / "COMPLETE").is_file()
@@ -183,6 +194,9 @@ def test_infer_embed_ranks_answers_from_arguments_and_stdin(finished_run):
     hits = json.loads(line)["hits"]
     assert len(hits) == 3 and hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
     assert "week" in hits[0]["text"].lower()
+    # The final evaluation kept the final model's pool embeddings in the run folder: only the query is encoded.
+    pool = json.loads(((output_dir / "latest").resolve() / "metrics.json").read_text())["data"]["retrieval_pool"]
+    assert f"Encoding the corpus {pool} texts: {pool} from the embedding cache, 0 to encode" in result.stderr
 
     piped = run_script(
         "infer_embed.py", "--set", f"output_dir={output_dir}", "--top-k", "1", stdin="what is a bygglov\n"

@@ -33,11 +33,12 @@ TINY_RUN = [
 
 def test_run_killed_after_a_checkpoint_resumes_to_the_same_step_count(tmp_path):
     output_dir = tmp_path / "outputs"
+    log = tmp_path / "run.log"
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "train_embed.py"), *TINY_RUN, f"output_dir={output_dir}"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("w"),
     )
     deadline = time.monotonic() + 400
     try:
@@ -46,7 +47,7 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_step_count(tmp_path):
             if runs and last_checkpoint(runs[0] / "checkpoints"):
                 break
             time.sleep(0.2)
-        assert process.poll() is None, "the run ended before it could be killed"
+        assert process.poll() is None, f"the run ended before it could be killed: {log.read_text()[-2000:]}"
         with pytest.raises(OutputError, match="in use by another training process"):
             lock_run(runs[0])  # the training process holds its run folder
         os.kill(process.pid, signal.SIGKILL)

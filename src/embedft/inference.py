@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from embedft.errors import DataError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sentence_transformers.sentence_transformer import SentenceTransformer
+
+    from embedft.config import RunConfig
+    from embedft.embeddings import EmbeddingCache
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -20,19 +29,37 @@ class Hit:
 
 
 def search(
-    model: SentenceTransformer, queries: list[str], corpus: list[str], top_k: int = 5, batch_size: int = 64
+    model: SentenceTransformer,
+    queries: list[str],
+    corpus: list[str],
+    top_k: int = 5,
+    batch_size: int = 64,
+    cache: EmbeddingCache | None = None,
 ) -> list[list[Hit]]:
     """Rank ``corpus`` for every query and return the ``top_k`` best, best first.
 
     Queries go through ``encode_query`` and documents through ``encode_document``, so models with query and
-    document prompts (such as embeddinggemma) get them.
+    document prompts (such as embeddinggemma) get them. With ``cache`` the documents' embeddings are read from it
+    (a run folder keeps its final model's pool embeddings), and only documents not in it are encoded and added.
     """
+    import torch
     from sentence_transformers.util import semantic_search
 
-    corpus_embeddings = model.encode_document(corpus, batch_size=batch_size, convert_to_tensor=True)
+    if cache is not None:
+        vectors = cache.embeddings(model, corpus, "document", batch_size, "Encoding the corpus")
+        corpus_embeddings = torch.from_numpy(vectors).to(model.device)
+    else:
+        corpus_embeddings = model.encode_document(corpus, batch_size=batch_size, convert_to_tensor=True)
+    started = time.perf_counter()
     query_embeddings = model.encode_query(queries, batch_size=batch_size, convert_to_tensor=True)
     results = semantic_search(
         query_embeddings, corpus_embeddings, top_k=min(top_k, len(corpus)), score_function=model.similarity
+    )
+    logger.info(
+        "Encoded %d queries and ranked %d documents in %.1f ms",
+        len(queries),
+        len(corpus),
+        1000 * (time.perf_counter() - started),
     )
     return [[Hit(score=float(hit["score"]), text=corpus[hit["corpus_id"]]) for hit in hits] for hits in results]
 
@@ -49,3 +76,16 @@ def read_texts(arguments: list[str], file: str | None, stdin_text: str | None) -
     if stdin_text is not None:
         texts.extend(stdin_text.splitlines())
     return [text.strip() for text in texts if text.strip()]
+
+
+def corpus_cache(run_dir: Path | None, config: RunConfig) -> EmbeddingCache | None:
+    """Where inference keeps document embeddings: a run's own folder (``embeddings/``, filled by its final
+    evaluation) for a run's model, else the shared embedding cache (None when ``embedding_cache`` is off)."""
+    from embedft.embeddings import EmbeddingCache, embedding_cache_root
+    from embedft.outputs import RunFiles
+
+    if run_dir is not None:
+        return EmbeddingCache(RunFiles(run_dir).embeddings)
+    if config.embedding_cache:
+        return EmbeddingCache(embedding_cache_root(config.cache_dir))
+    return None

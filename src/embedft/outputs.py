@@ -77,6 +77,12 @@ class RunFiles:
         return self.run_dir / "similarities.json"
 
     @property
+    def embeddings(self) -> Path:
+        """The final model's embeddings of the pool (an :class:`~embedft.embeddings.EmbeddingCache`), written by the
+        final evaluation and read by ``make infer-embed``."""
+        return self.run_dir / "embeddings"
+
+    @property
     def complete(self) -> Path:
         return self.run_dir / COMPLETE
 

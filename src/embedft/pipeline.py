@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from sentence_transformers.sentence_transformer import SentenceTransformer
 
     from embedft.data import PreparedData
+    from embedft.embeddings import EmbeddingCache
     from embedft.training import TrainingResult
 
 logger = logging.getLogger(__name__)
@@ -68,11 +70,27 @@ def open_new_run(config: RunConfig) -> tuple[RunFiles, IO[str]]:
     return files, lock
 
 
+def embedding_cache(config: RunConfig, stack: ExitStack) -> EmbeddingCache:
+    """The run's embedding cache: the shared one under ``cache_dir``, or with ``embedding_cache: false`` a temporary
+    folder removed when ``stack`` closes (the stages of one run still share it)."""
+    import tempfile
+
+    from embedft.embeddings import EmbeddingCache, embedding_cache_root
+
+    if config.embedding_cache:
+        return EmbeddingCache(embedding_cache_root(config.cache_dir))
+    return EmbeddingCache(stack.enter_context(tempfile.TemporaryDirectory(prefix="embedft-embeddings-")))
+
+
 def mine_stage(
-    files: RunFiles, data: PreparedData, mining_model: SentenceTransformer, config: RunConfig
+    files: RunFiles,
+    data: PreparedData,
+    mining_model: SentenceTransformer,
+    config: RunConfig,
+    cache: EmbeddingCache,
 ) -> MinedTriplets:
     """Mine (or reuse the run's) triplets: training negatives from the training pool only, evaluation negatives
-    (test, and dev when set) from the whole pool."""
+    (test, and dev when set) from the whole pool. Texts are encoded once, through ``cache``."""
     from datasets import concatenate_datasets
 
     from embedft.data import ANSWER, QUERY
@@ -98,33 +116,53 @@ def mine_stage(
         mining_model,
         config.mining.batch_size,
         other_pairs=data.all_pairs,
+        cache=cache,
+        exact_search_limit=config.mining.exact_search_limit,
     )
     mined = {}
     for name in held_out:
         questions = set(data.splits[name][QUERY])
         mined[name] = together.select([i for i, query in enumerate(together[QUERY]) if query in questions])
-    mined["train"] = mine_training_triplets(
-        data.splits["train"], mining_model, config.mining, config.seed, extra_documents=data.training_documents
-    )
     for name, triplets in mined.items():
         save_triplets(triplets, files.triplets(name))
+    mined["train"] = mine_training_triplets(
+        data.splits["train"],
+        mining_model,
+        config.mining,
+        config.seed,
+        extra_documents=data.training_documents,
+        cache=cache,
+        path=files.triplets("train"),
+        texts=data.corpus,
+    )
     return MinedTriplets(**mined)
 
 
 def score(
-    model: SentenceTransformer, evaluator: BaseEvaluator, triplets: Dataset, config: RunConfig
+    model: SentenceTransformer,
+    evaluator: BaseEvaluator,
+    triplets: Dataset,
+    config: RunConfig,
+    cache: EmbeddingCache | None = None,
 ) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """The evaluator's metrics, and the query-positive/negative similarities the report histograms."""
+    """The evaluator's metrics, and the query-positive/negative similarities the report histograms (their answers
+    read from ``cache``, where the evaluation has just put the pool)."""
     from embedft.evaluation import evaluate, pair_similarities
 
+    metrics = evaluate(model, evaluator)
     similarities = pair_similarities(
-        model, triplets, config.evaluation.similarity_sample, config.evaluation.batch_size
+        model, triplets, config.evaluation.similarity_sample, config.evaluation.batch_size, cache
     )
-    return evaluate(model, evaluator), similarities
+    return metrics, similarities
 
 
 def baseline_stage(
-    files: RunFiles, model: SentenceTransformer, evaluator: BaseEvaluator, triplets: Dataset, config: RunConfig
+    files: RunFiles,
+    model: SentenceTransformer,
+    evaluator: BaseEvaluator,
+    triplets: Dataset,
+    config: RunConfig,
+    cache: EmbeddingCache | None = None,
 ) -> tuple[dict[str, float], dict[str, list[float]]]:
     """Score the untouched model on the test questions (or reuse the run's saved baseline)."""
     from embedft.report import read_metrics, write_json
@@ -132,7 +170,7 @@ def baseline_stage(
     if files.baseline.is_file():
         saved = read_metrics(files.baseline)
         return saved["baseline"], saved["similarities"]
-    baseline, similarities = score(model, evaluator, triplets, config)
+    baseline, similarities = score(model, evaluator, triplets, config, cache)
     write_json(files.baseline, {"baseline": baseline, "similarities": similarities})
     return baseline, similarities
 
@@ -196,23 +234,16 @@ def finish_scored_run(files: RunFiles, output_dir: str) -> dict[str, Any]:
     return metrics
 
 
-def evaluation_protocol(data: PreparedData, config: RunConfig, during_training: dict[str, Any]) -> dict[str, Any]:
+def evaluation_protocol(final: dict[str, Any], during_training: dict[str, Any]) -> dict[str, Any]:
     """Which questions and how many documents each number in ``metrics.json`` was measured on, so nobody compares
     a step value (``history``, often a bounded pool) with ``baseline`` or ``final`` (the whole pool) by mistake.
 
     Args:
-        data: the prepared data (the test questions and the whole pool).
-        config: the run configuration (whether retrieval is scored at all).
-        during_training: the step evaluation's record, from :meth:`~embedft.evaluation.EvaluationSet.record`.
+        final: the baseline and final evaluation's record, from :meth:`~embedft.evaluation.EvaluationSet.record`.
+        during_training: the step evaluation's record.
     """
-    from embedft.data import QUERY
-
     return {
-        "baseline_and_final": {
-            "split": "test",
-            "questions": len(set(data.splits["test"][QUERY])),
-            "documents": len(data.corpus) if config.evaluation.information_retrieval else None,
-        },
+        "baseline_and_final": final,
         "during_training": during_training,
         "final_model": "reloaded from final/ in fp32, like the baseline",
     }
@@ -228,26 +259,39 @@ def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dic
     Returns:
         The run folder and its metrics (the contents of ``metrics.json``).
     """
+    with ExitStack() as stack:
+        return run_stages(config, resume, stack)
+
+
+def run_stages(config: RunConfig, resume: str | None, stack: ExitStack) -> tuple[Path, dict[str, Any]]:
+    """:func:`train_embed`'s stages; ``stack`` holds what must be released when the run ends (the run's lock, a
+    temporary embedding cache)."""
     started = time.perf_counter()
     if resume is not None:
-        files, config, lock = open_resumed_run(config.output_dir, resume)  # noqa: F841 - held until we return
+        files, config, lock = open_resumed_run(config.output_dir, resume)
+        stack.enter_context(lock)
         cli.setup_logging(files.log)
         if files.metrics.is_file():
             return files.run_dir, finish_scored_run(files, config.output_dir)
     use_offline_mode(config.source_names)
 
     from embedft.data import prepare_data
-    from embedft.evaluation import check_matryoshka_dims, evaluation_set, evaluator_for, evaluator_for_set
+    from embedft.embeddings import EmbeddingCache
+    from embedft.evaluation import check_matryoshka_dims, evaluation_set, evaluator_for_set
     from embedft.models import load_configured_model, resolve_device, warn_if_truncated
+    from embedft.training import peak_rss_gib
 
     timings: dict[str, float] = {}
+    peak_memory: dict[str, float] = {}  # the process's peak resident memory (GiB) at the end of each stage
     data = prepare_data(config)
     if "dev" in data.splits and config.training.eval_steps is None:
         logger.warning(
             "dev_size is set but training.eval_steps is null: the dev questions are held out and not scored"
         )
     timings["data_seconds"] = time.perf_counter() - started
+    peak_memory["data"] = peak_rss_gib()
 
+    stage_started = time.perf_counter()
     device = resolve_device(config.device)
     mining_device = resolve_device(config.mining.device, "mining.device", for_training=False)
     model = load_configured_model(config, config.model_name, device, "model_name")
@@ -255,10 +299,13 @@ def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dic
     dimension = model.get_embedding_dimension()
     check_matryoshka_dims(config.evaluation.matryoshka_dims, dimension)
     warn_if_truncated(model, data.corpus)
+    timings["models_seconds"] = time.perf_counter() - stage_started
+    peak_memory["models"] = peak_rss_gib()
 
     # Nothing is written before the inputs have all been checked.
     if resume is None:
-        files, lock = open_new_run(config)  # noqa: F841 - held until we return
+        files, lock = open_new_run(config)
+        stack.enter_context(lock)
         cli.setup_logging(files.log)
     files.data_dir.mkdir(exist_ok=True)
     logger.info(
@@ -270,15 +317,23 @@ def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dic
     )
 
     stage_started = time.perf_counter()
-    triplets = mine_stage(files, data, mining_model, config)
+    cache = embedding_cache(config, stack)
+    triplets = mine_stage(files, data, mining_model, config, cache)
     del mining_model
     timings["mining_seconds"] = time.perf_counter() - stage_started
+    peak_memory["mining"] = peak_rss_gib()
     logger.info("%d training and %d evaluation triplets", len(triplets.train), len(triplets.test))
 
     stage_started = time.perf_counter()
-    test_evaluator = evaluator_for(config, data, triplets.test, dimension)
-    baseline, baseline_similarities = baseline_stage(files, model, test_evaluator, triplets.test, config)
+    # Baseline and final: every test question against the whole pool (or bounded, with evaluation.final_pool).
+    # The baseline reads the pool's embeddings from the cache (mining wrote them when the miner is the base model).
+    test_set = evaluation_set(config, data, triplets.test, "test")
+    baseline_evaluator = evaluator_for_set(config, test_set, dimension, cache)
+    baseline, baseline_similarities = baseline_stage(
+        files, model, baseline_evaluator, test_set.triplets, config, cache
+    )
     timings["baseline_eval_seconds"] = time.perf_counter() - stage_started
+    peak_memory["baseline_eval"] = peak_rss_gib()
     logger.info("Baseline: %s", baseline)
 
     stage_started = time.perf_counter()
@@ -292,11 +347,19 @@ def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dic
     )
     del model
     timings["training_seconds"] = time.perf_counter() - stage_started
+    peak_memory["training"] = peak_rss_gib()
+    if result.first_step_at is not None:
+        timings["seconds_to_first_step"] = result.first_step_at - started
+        timings["peak_rss_gib_at_first_step"] = result.first_step_rss_gib
 
     stage_started = time.perf_counter()
     final_model = load_configured_model(config, str(files.final_model), device, "the saved final model")
-    final, final_similarities = score(final_model, test_evaluator, triplets.test, config)
+    # The final model's pool embeddings stay in the run folder: make infer-embed reads them instead of encoding.
+    final_cache = EmbeddingCache(files.embeddings)
+    final_evaluator = evaluator_for_set(config, test_set, dimension, final_cache)
+    final, final_similarities = score(final_model, final_evaluator, test_set.triplets, config, final_cache)
     timings["final_eval_seconds"] = time.perf_counter() - stage_started
+    peak_memory["final_eval"] = peak_rss_gib()
     timings["total_seconds"] = time.perf_counter() - started
 
     training = {"global_step": result.global_step, "train_loss": result.train_loss, "device": device}
@@ -306,7 +369,7 @@ def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dic
         "baseline": baseline,
         "final": final,
         "history": result.history,
-        "evaluation": evaluation_protocol(data, config, step_set.record()),
+        "evaluation": evaluation_protocol(test_set.record(), step_set.record()),
         "training": training,
         "data": {
             **data.counts(),
@@ -315,6 +378,7 @@ def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dic
             **({"dev_triplets": len(triplets.dev)} if triplets.dev is not None else {}),
         },
         "timings": timings,
+        "peak_memory_gib": {stage: round(value, 2) for stage, value in peak_memory.items()},
     }
     finish_run(files, config.output_dir, metrics, {"baseline": baseline_similarities, "final": final_similarities})
     return files.run_dir, metrics

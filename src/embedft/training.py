@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,35 @@ class TrainingResult:
     train_loss: float
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_from_step: int | None = None  # the checkpoint a resumed run continued from
+    first_step_at: float | None = None  # time.perf_counter() when the first optimizer step ended
+    first_step_rss_gib: float | None = None  # the process's peak resident memory until then
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far, in GiB (Linux reports KiB, macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+def first_step_clock_class() -> type:
+    """A TrainerCallback that notes when the first optimizer step of this session ended (for the scale
+    benchmark's ``seconds_to_first_step``)."""
+    from transformers import TrainerCallback
+
+    class FirstStepClock(TrainerCallback):
+        def __init__(self) -> None:
+            self.at: float | None = None
+            self.peak_rss_gib: float | None = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.at is None:
+                self.at = time.perf_counter()
+                self.peak_rss_gib = peak_rss_gib()
+
+    return FirstStepClock
 
 
 def build_training_arguments(
@@ -66,6 +96,7 @@ def build_training_arguments(
     return SentenceTransformerTrainingArguments(
         output_dir=checkpoint_dir,
         num_train_epochs=config.num_epochs,
+        max_steps=config.training.max_steps if config.training.max_steps is not None else -1,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
@@ -156,6 +187,8 @@ def train_model(
         loss=loss,
         evaluator=evaluator,
     )
+    clock = first_step_clock_class()()
+    trainer.add_callback(clock)
     try:
         output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     except NonFiniteLoss as exc:
@@ -175,6 +208,8 @@ def train_model(
             else mean_logged_loss(trainer.state.log_history)
         ),
         history=history_from_log(trainer.state.log_history),
+        first_step_at=clock.at,
+        first_step_rss_gib=clock.peak_rss_gib,
     )
 
 
@@ -226,7 +261,7 @@ def finite_loss_trainer_class() -> type:
 
 
 # What the trainer itself logs besides the evaluator's metrics.
-TRAINER_LOG_KEYS = ("loss", "learning_rate", "eval_loss", "grad_norm")
+TRAINER_LOG_KEYS = ("loss", "learning_rate", "eval_loss", "grad_norm", "eval_runtime")
 
 
 def history_from_log(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
