@@ -326,3 +326,16 @@ def test_dev_questions_come_from_the_training_side_and_leave_the_test_set_alone(
         assert not set(first["answer"]) & set(second["answer"])
     assert len(train) + len(dev) == len(without.splits["train"])
     assert data.counts()["dev_questions"] == 20
+
+
+def test_the_split_fingerprint_is_streamed_and_equals_the_one_string_hash():
+    # Runs fingerprinted before the streaming version must still resume: the value is unchanged.
+    import hashlib
+    import json
+
+    from embedft.data import pairs_digest
+
+    queries, answers = ["b?", "a?", 'ü "x"?'], ["one", "two", "three"]
+    expected = hashlib.sha256(json.dumps(sorted(zip(queries, answers))).encode("utf-8")).hexdigest()
+    assert pairs_digest(queries, answers) == expected
+    assert pairs_digest(list(reversed(queries)), list(reversed(answers))) == expected

@@ -82,6 +82,14 @@ def test_texts_longer_than_the_window_are_warned_once(minilm, caplog):
     assert len(warnings) == 1 and "2 of 3 answers" in warnings[0].getMessage()
 
 
+def test_many_texts_are_checked_on_a_sample_and_the_count_estimated(minilm, caplog):
+    texts = [f"short answer {i}" if i % 4 else "word " * 300 for i in range(400)]
+    with caplog.at_level(logging.WARNING):
+        estimate = warn_if_truncated(minilm, texts, sample_size=100)
+    assert 60 <= estimate <= 140  # 100 of 400 are long
+    assert "of a sample of 100" in caplog.text
+
+
 def test_device_names_are_checked_against_the_machine(monkeypatch):
     import torch
 

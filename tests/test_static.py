@@ -182,3 +182,9 @@ def test_dimensions_are_capped_at_the_source_and_max_vocabulary_limits_the_build
     weights = model[0].embedding.weight.detach().numpy()
     assert weights.shape == (30522, 384)
     assert int((np.abs(weights).sum(axis=1) > 0).sum()) == 500
+
+
+def test_a_static_miner_loads_with_max_seq_length_set(static_path):
+    # max_seq_length is the main model's window; a static model has none and must load all the same.
+    model = load_model(str(static_path), "cpu", None, False, 128, "mining_model_name", True)
+    assert model.encode_document(["a permit"]).shape[1] > 0

@@ -41,7 +41,7 @@ def setup_logging(log_file: Path | None = None) -> None:
         file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(file_handler)
     root.setLevel(logging.INFO)
-    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "datasets", "transformers"):
+    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "datasets", "transformers", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("sentence_transformers").setLevel(logging.INFO)
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")

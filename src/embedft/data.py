@@ -199,8 +199,22 @@ def select_columns(dataset: Dataset, query_column: str, answer_column: str, sour
     return dataset.select_columns([QUERY, ANSWER, *rest])
 
 
+def iter_pairs(dataset: Dataset, batch_size: int = 20_000) -> Iterator[tuple[str, str]]:
+    """``(query, answer)`` of every row, read a batch at a time, so a million rows are never all Python strings."""
+    for batch in dataset.select_columns([QUERY, ANSWER]).iter(batch_size=batch_size):
+        yield from zip(batch[QUERY], batch[ANSWER])
+
+
+def text_digest(*texts: str) -> bytes:
+    """A short stable hash of one or more texts (for sets and dicts of millions of texts)."""
+    return hashlib.blake2b("\0".join(texts).encode("utf-8"), digest_size=16).digest()
+
+
 def clean_pairs(dataset: Dataset) -> tuple[Dataset, CleaningStats]:
     """Drop pairs with an empty query or answer and exact duplicate pairs; strip surrounding whitespace.
+
+    The rows are read a batch at a time and duplicates found by hash; when no text needed stripping, the result
+    selects rows of ``dataset`` (still memory-mapped) instead of copying the texts.
 
     Returns:
         The cleaned data set and the counts of what was dropped.
@@ -210,37 +224,39 @@ def clean_pairs(dataset: Dataset) -> tuple[Dataset, CleaningStats]:
     """
     from datasets import Dataset
 
-    queries = dataset[QUERY]
-    answers = dataset[ANSWER]
     keep: list[int] = []
-    clean_queries: list[str] = []
-    clean_answers: list[str] = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[bytes] = set()
     empty = duplicates = 0
-    for index, (query, answer) in enumerate(zip(queries, answers)):
-        query = str(query).strip() if query is not None else ""
-        answer = str(answer).strip() if answer is not None else ""
-        if not query or not answer:
+    stripped = False
+    for index, (query, answer) in enumerate(iter_pairs(dataset)):
+        clean_query = str(query).strip() if query is not None else ""
+        clean_answer = str(answer).strip() if answer is not None else ""
+        if not clean_query or not clean_answer:
             empty += 1
             continue
-        if (query, answer) in seen:
+        stripped = stripped or clean_query != query or clean_answer != answer
+        digest = text_digest(clean_query, clean_answer)
+        if digest in seen:
             duplicates += 1
             continue
-        seen.add((query, answer))
+        seen.add(digest)
         keep.append(index)
-        clean_queries.append(query)
-        clean_answers.append(answer)
-    stats = CleaningStats(len(queries), empty, duplicates, len(keep))
+    del seen
+    stats = CleaningStats(len(dataset), empty, duplicates, len(keep))
     if not keep:
         raise DataError(
-            f"the data set is empty after cleaning ({len(queries)} rows, {empty} with an empty query or answer, "
+            f"the data set is empty after cleaning ({len(dataset)} rows, {empty} with an empty query or answer, "
             f"{duplicates} duplicates): check the file and the query_column/answer_column settings"
         )
     others = [c for c in dataset.column_names if c not in (QUERY, ANSWER)]
+    kept = dataset.select(keep) if len(keep) < len(dataset) else dataset
+    if not stripped:
+        return kept.select_columns([QUERY, ANSWER, *others]), stats
+    clean_queries = [str(query).strip() for query in kept[QUERY]]
+    clean_answers = [str(answer).strip() for answer in kept[ANSWER]]
     cleaned = Dataset.from_dict({QUERY: clean_queries, ANSWER: clean_answers})
     if others:
-        extra = dataset.select(keep).select_columns(others)
-        cleaned = extra.add_column(QUERY, clean_queries).add_column(ANSWER, clean_answers)
+        cleaned = kept.select_columns(others).add_column(QUERY, clean_queries).add_column(ANSWER, clean_answers)
     return cleaned.select_columns([QUERY, ANSWER, *others]), stats
 
 
@@ -289,10 +305,10 @@ def question_groups(dataset: Dataset) -> list[list[str]]:
             query = parent[query]
         return query
 
-    first_asker: dict[str, str] = {}
-    for query, answer in zip(dataset[QUERY], dataset[ANSWER]):
+    first_asker: dict[bytes, str] = {}  # by a hash of the answer: a million answers need not stay in memory
+    for query, answer in iter_pairs(dataset):
         parent.setdefault(query, query)
-        other = first_asker.setdefault(answer, query)
+        other = first_asker.setdefault(text_digest(answer), query)
         parent[root(query)] = root(other)
     groups: dict[str, list[str]] = {}
     for query in parent:
@@ -368,7 +384,7 @@ def drop_overlap(train: Dataset, held_out: Dataset) -> tuple[Dataset, int]:
     would score the model on what it has seen.
     """
     questions, answers = set(held_out[QUERY]), set(held_out[ANSWER])
-    keep = [i for i, (q, a) in enumerate(zip(train[QUERY], train[ANSWER])) if q not in questions and a not in answers]
+    keep = [i for i, (q, a) in enumerate(iter_pairs(train)) if q not in questions and a not in answers]
     dropped = len(train) - len(keep)
     if dropped:
         logger.info("Dropped %d training pairs whose question or answer is also held out for evaluation", dropped)
@@ -455,6 +471,18 @@ def document_pool(answers: list[str], extra_documents: list[str] | None = None) 
     return list(dict.fromkeys([*answers, *(extra_documents or [])]))
 
 
+def pairs_digest(queries: list[str], answers: list[str]) -> str:
+    """A hash of a set of pairs, independent of their order: sha256 of the JSON list of sorted pairs, fed pair by
+    pair so that a million pairs never become one large string (the value equals hashing that string)."""
+    pairs = sorted(zip(queries, answers))
+    digest = hashlib.sha256(b"[")
+    for start in range(0, len(pairs), 10_000):
+        chunk = json.dumps(pairs[start : start + 10_000])[1:-1]  # one C call per chunk, not per pair
+        digest.update(((", " if start else "") + chunk).encode("utf-8"))
+    digest.update(b"]")
+    return digest.hexdigest()
+
+
 @dataclass
 class PreparedData:
     """The data stage's output: the split, every known pair, and the document pools for retrieval and mining."""
@@ -480,10 +508,7 @@ class PreparedData:
     def fingerprint(self) -> dict[str, str]:
         """A hash of each split's pairs, saved with a run's mined triplets so they are never reused with another
         split (e.g. after the config or the data file changed, or from a run made by an older version)."""
-        return {
-            name: hashlib.sha256(json.dumps(sorted(zip(split[QUERY], split[ANSWER]))).encode("utf-8")).hexdigest()
-            for name, split in self.splits.items()
-        }
+        return {name: pairs_digest(split[QUERY], split[ANSWER]) for name, split in self.splits.items()}
 
     def counts(self) -> dict[str, int]:
         """The sizes a person checks first, for the log and ``metrics.json``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,7 +113,7 @@ def load_model(
         )
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load {key} '{name}': {first_line(exc)}") from None
-    if max_seq_length is not None:
+    if max_seq_length is not None and has_window(model):
         model.max_seq_length = max_seq_length
     if not use_prompts:
         model.prompts = {}
@@ -120,6 +121,12 @@ def load_model(
     else:
         fill_document_prompt(model)
     return model
+
+
+def has_window(model: SentenceTransformer) -> bool:
+    """Whether the model's first module has a settable input window (a static model averages every token)."""
+    prop = getattr(type(model[0]), "max_seq_length", None)
+    return not isinstance(prop, property) or prop.fset is not None
 
 
 def fill_document_prompt(model: SentenceTransformer) -> None:
@@ -183,22 +190,40 @@ def training_prompts(model: SentenceTransformer, columns: Sequence[str] | None =
     return by_column or None
 
 
-def warn_if_truncated(model: SentenceTransformer, texts: list[str], what: str = "answers") -> int:
+def warn_if_truncated(
+    model: SentenceTransformer, texts: list[str], what: str = "answers", sample_size: int = 20_000
+) -> int:
     """Warn once when texts are longer than the model's window (they are cut there); return how many are.
 
-    Counting needs the model's tokenizer; models without a Hugging Face tokenizer are skipped (returns 0).
+    Above ``sample_size`` texts a seeded sample is counted and the total estimated from it: tokenizing a million
+    answers only to warn would take minutes. Counting needs the model's tokenizer; models without a Hugging Face
+    tokenizer are skipped (returns 0).
     """
     window = model.max_seq_length
     tokenizer = getattr(model, "tokenizer", None)
     if not window or not texts or not callable(tokenizer):
         return 0
+    checked = texts if len(texts) <= sample_size else random.Random(0).sample(texts, sample_size)
     longer = 0
-    for start in range(0, len(texts), 4096):
-        ids = tokenizer(texts[start : start + 4096], add_special_tokens=True, truncation=False, verbose=False)[
+    for start in range(0, len(checked), 4096):
+        ids = tokenizer(checked[start : start + 4096], add_special_tokens=True, truncation=False, verbose=False)[
             "input_ids"
         ]
         longer += sum(len(tokens) > window for tokens in ids)
-    if longer:
+    if longer and len(checked) < len(texts):
+        longer = round(longer * len(texts) / len(checked))
+        logger.warning(
+            "About %d of %d %s (%.0f%% of a sample of %d) are longer than the model's %d-token window and are "
+            "truncated to it (raise max_seq_length if the model allows, or split long %s)",
+            longer,
+            len(texts),
+            what,
+            100 * longer / len(texts),
+            len(checked),
+            window,
+            what,
+        )
+    elif longer:
         logger.warning(
             "%d of %d %s are longer than the model's %d-token window and are truncated to it "
             "(raise max_seq_length if the model allows, or split long %s)",
