@@ -60,7 +60,7 @@ class MiningConfig:
         "top", "'top' takes the hardest candidates, 'random' samples among the candidates that pass the filters."
     )
     chunk_size: int = _option(
-        100_000,
+        200_000,
         "Queries are searched in chunks of at most this many against the whole pool, so memory stays bounded on "
         "large data. Results equal unchunked mining.",
     )
