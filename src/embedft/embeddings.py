@@ -55,13 +55,19 @@ def model_fingerprint(model: SentenceTransformer) -> str:
     return digest.hexdigest()
 
 
-def embedding_cache_root(cache_dir: str | None) -> Path:
-    """``<cache_dir>/embedft/embeddings``, or ``$XDG_CACHE_HOME/embedft/embeddings`` (``~/.cache/...``)."""
+def embedft_cache_folder(cache_dir: str | None, name: str) -> Path:
+    """``<cache_dir>/embedft/<name>`` when a cache folder is configured, else ``$XDG_CACHE_HOME/embedft/<name>``
+    (``~/.cache/embedft/<name>`` when that is unset): where embedft keeps what it derives once and reuses."""
     if cache_dir:
         base = Path(cache_dir).expanduser()
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
-    return base / "embedft" / "embeddings"
+    return base / "embedft" / name
+
+
+def embedding_cache_root(cache_dir: str | None) -> Path:
+    """The shared embedding cache's folder (see :func:`embedft_cache_folder`)."""
+    return embedft_cache_folder(cache_dir, "embeddings")
 
 
 class EmbeddingStore:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -52,11 +51,9 @@ def is_static_name(name: str) -> bool:
 def static_cache_root(cache_dir: str | None) -> Path:
     """The folder that holds distilled static models: ``<cache_dir>/embedft/static`` when a cache folder is
     configured, else ``$XDG_CACHE_HOME/embedft/static`` (``~/.cache/embedft/static`` when that is unset)."""
-    if cache_dir:
-        base = Path(cache_dir).expanduser()
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
-    return base / "embedft" / "static"
+    from embedft.embeddings import embedft_cache_folder
+
+    return embedft_cache_folder(cache_dir, "static")
 
 
 def source_fingerprint(source_path: Path) -> list[tuple[str, int, int]]:
