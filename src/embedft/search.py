@@ -1,11 +1,13 @@
-"""Nearest-neighbour search over normalised embeddings: exact below a pool size, approximate (faiss IVF) above.
+"""Nearest-neighbour search over normalised embeddings: exact below a pool size, approximate (faiss) above.
 
-Exact search multiplies a block of queries with the whole pool and keeps the top k per query, as
-``mine_hard_negatives`` does; its memory is bounded by the block (at most :data:`EXACT_BLOCK_SCORES` scores at once),
-its time grows with queries x pool. Above ``mining.exact_search_limit`` documents the pool goes into a faiss
-``IndexIVFFlat`` (inner product, i.e. cosine on normalised vectors): the pool is clustered into about 4 sqrt(n) lists
-and each query scans the :data:`IVF_PROBES` lists nearest to it, so its cost grows with the pool's square root.
-Scores are exact inner products in both cases; only which candidates are found can differ.
+Exact search multiplies a block of queries with the pool, a block of documents at a time, and keeps the top k per
+query, as ``mine_hard_negatives`` does; its memory is bounded by the block (at most :data:`EXACT_BLOCK_SCORES`
+scores at once), its time grows with queries x pool. Above ``mining.exact_search_limit`` documents the pool goes into
+a faiss inverted file with 4-bit product-quantised codes scanned by SIMD ("fast scan") and exact re-scoring
+(``IVF{lists},PQ{d/2}x4fs,RFlat``): each query scans the :data:`IVF_PROBES` lists nearest to it in the coarse codes,
+keeps ``k x`` :data:`REFINE_FACTOR` candidates and re-scores them with the full vectors. The coarse codes are cheap
+enough to probe a large share of the lists, which is what recall needs on embeddings whose similarities are flat (a
+static miner's are). Scores are exact inner products in both cases; only which candidates are found can differ.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-EXACT_BLOCK_SCORES = 1 << 25  # 32M float32 scores (128 MB) per query block
-IVF_PROBES = 32  # lists each query scans
-IVF_TRAINING_POINTS = 40  # training vectors per list (faiss warns below 39)
+EXACT_BLOCK_SCORES = 1 << 25  # 32M float32 scores (128 MB) per block
+EXACT_QUERY_BLOCK = 1024  # queries per block: enough rows for the matrix product to run at full speed
+IVF_PROBES = 256  # lists each query scans: 40% of a 100K pool's lists, 13% of a 1M pool's (docs/benchmarks.md)
+REFINE_FACTOR = 16  # candidates kept from the coarse codes per wanted neighbour, then re-scored exactly
+APPROXIMATE_QUERY_BLOCK = 16_384  # queries per faiss call: bounds its candidate buffers (~320 MB at k=101)
+IVF_TRAINING_POINTS = 64  # training vectors per list (faiss warns below 39)
 IVF_TRAINING_ITERATIONS = 10  # k-means rounds: a rough clustering is enough to route queries
 
 
@@ -51,7 +56,7 @@ def pad_candidates(scores: np.ndarray, indices: np.ndarray, k: int) -> tuple[np.
 
 
 class ExactSearch:
-    """Every query against every document, a block of queries at a time."""
+    """Every query against every document, a block of queries and documents at a time."""
 
     kind = "exact"
 
@@ -64,35 +69,60 @@ class ExactSearch:
         return self.documents.shape[0]
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` best documents per query (scores descending), padded with -inf/-1 past the pool's size."""
+        """The ``k`` best documents per query (scores descending), padded with -inf/-1 past the pool's size.
+
+        A pool of up to ``EXACT_BLOCK_SCORES / EXACT_QUERY_BLOCK`` (32K) documents is scored whole, as
+        mine_hard_negatives does. A larger one is scored a block of documents at a time and the top ``k`` kept across
+        blocks, so the pool is read once per :data:`EXACT_QUERY_BLOCK` queries, not once per handful of queries.
+        """
         import torch
 
         queries_tensor = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-        block = max(1, EXACT_BLOCK_SCORES // max(len(self), 1))
+        document_block = max(k, EXACT_BLOCK_SCORES // EXACT_QUERY_BLOCK)
         top = min(k, len(self))
+        if top == 0 or len(queries_tensor) == 0:
+            rows = len(queries_tensor)
+            return pad_candidates(np.empty((rows, 0), dtype=np.float32), np.empty((rows, 0), dtype=np.int64), k)
         scores, indices = [], []
-        for start in range(0, len(queries_tensor), block):
-            block_scores = queries_tensor[start : start + block] @ self.documents.T
-            values, positions = torch.topk(block_scores, k=top, dim=1)
-            scores.append(values.numpy())
-            indices.append(positions.numpy().astype(np.int64))
+        for start in range(0, len(queries_tensor), EXACT_QUERY_BLOCK):
+            query_rows = queries_tensor[start : start + EXACT_QUERY_BLOCK]
+            best_values = best_positions = None
+            for document_start in range(0, len(self), document_block):
+                block_scores = query_rows @ self.documents[document_start : document_start + document_block].T
+                values, positions = torch.topk(block_scores, k=min(top, block_scores.shape[1]), dim=1)
+                positions += document_start
+                if best_values is not None:
+                    values, order = torch.topk(torch.cat([best_values, values], dim=1), k=top, dim=1)
+                    positions = torch.gather(torch.cat([best_positions, positions], dim=1), 1, order)
+                best_values, best_positions = values, positions
+            scores.append(best_values.numpy())
+            indices.append(best_positions.numpy().astype(np.int64))
         return pad_candidates(np.concatenate(scores), np.concatenate(indices), k)
 
 
 class ApproximateSearch:
-    """A faiss inverted-file index (IVF, flat vectors, inner product) filled a block at a time."""
+    """A faiss inverted file of 4-bit product-quantised codes with exact re-scoring, filled a block at a time."""
 
     kind = "approximate"
 
     def __init__(self, dimension: int, size: int, seed: int, probes: int = IVF_PROBES) -> None:
         import faiss
 
-        self.lists = max(1, min(round(4 * math.sqrt(size)), size // 39))
-        self.quantizer = faiss.IndexFlatIP(dimension)
-        self.index = faiss.IndexIVFFlat(self.quantizer, dimension, self.lists, faiss.METRIC_INNER_PRODUCT)
-        self.index.cp.seed = seed
-        self.index.cp.niter = IVF_TRAINING_ITERATIONS
-        self.index.nprobe = min(probes, self.lists)
+        self.lists = max(1, min(round(2 * math.sqrt(size)), size // 39))
+        # Two dimensions per 4-bit sub-quantiser: a 256-d static miner's vector becomes 64 bytes of coarse code.
+        subquantizers = dimension // 2 if dimension % 2 == 0 else dimension
+        self.index = faiss.index_factory(
+            dimension, f"IVF{self.lists},PQ{subquantizers}x4fs,RFlat", faiss.METRIC_INNER_PRODUCT
+        )
+        self.inverted_file = faiss.extract_index_ivf(self.index)
+        self.inverted_file.cp.seed = seed
+        self.inverted_file.cp.niter = IVF_TRAINING_ITERATIONS
+        self.inverted_file.nprobe = min(probes, self.lists)
+        faiss.downcast_index(self.index).k_factor = REFINE_FACTOR
+
+    @property
+    def probes(self) -> int:
+        return self.inverted_file.nprobe
 
     def __len__(self) -> int:
         return self.index.ntotal
@@ -104,10 +134,18 @@ class ApproximateSearch:
         self.index.add(np.ascontiguousarray(documents, dtype=np.float32))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` best documents found per query (scores descending), -inf/-1 where fewer were found."""
-        scores, indices = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        scores = np.where(indices < 0, -np.inf, scores).astype(np.float32)
-        return scores, indices.astype(np.int64)
+        """The ``k`` best documents found per query (scores descending), -inf/-1 where fewer were found.
+
+        Queries go to faiss :data:`APPROXIMATE_QUERY_BLOCK` at a time: it holds ``k x REFINE_FACTOR`` candidates
+        per query before re-scoring (12 bytes each), 8 GB for a chunk of 200,000 queries at k=101.
+        """
+        scores = np.empty((len(queries), k), dtype=np.float32)
+        indices = np.empty((len(queries), k), dtype=np.int64)
+        for start, end in block_ranges(len(queries), APPROXIMATE_QUERY_BLOCK):
+            block = np.ascontiguousarray(queries[start:end], dtype=np.float32)
+            scores[start:end], indices[start:end] = self.index.search(block, k)
+        scores[indices < 0] = -np.inf
+        return scores, indices
 
 
 def build_search(
@@ -162,10 +200,11 @@ def build_search(
         ]
     )
     logger.info(
-        "Approximate candidate search (faiss IVF, %d lists, %d probed per query) over %d documents: the pool is "
-        "larger than mining.exact_search_limit=%d",
+        "Approximate candidate search (faiss IVF-PQ fast scan, %d lists, %d probed per query, %d candidates re-scored "
+        "per neighbour) over %d documents: the pool is larger than mining.exact_search_limit=%d",
         index.lists,
-        index.index.nprobe,
+        index.probes,
+        REFINE_FACTOR,
         size,
         exact_search_limit,
     )
