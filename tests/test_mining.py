@@ -49,29 +49,37 @@ def query(axis: int) -> list[float]:
     return [1.0 if i == axis else 0.0 for i in range(4)]
 
 
-def rows(triplets: Dataset) -> list[tuple[str, str, str]]:
-    return list(zip(triplets["query"], triplets["answer"], triplets["negative"]))
+def rows(triplets: Dataset) -> list[tuple[str, ...]]:
+    """Each row's texts: (query, answer, negative), or (query, answer, negative_1, ..., negative_k)."""
+    return list(zip(*(triplets[column] for column in triplets.column_names)))
+
+
+def all_negatives(triplets: Dataset) -> list[str]:
+    """Every negative, row by row (negative, or negative_1 ... negative_k)."""
+    return [text for row in rows(triplets) for text in row[2:]]
 
 
 def negatives_of(vectors: dict[str, list[float]], options: MiningConfig, extra: list[str]) -> list[str]:
     """Negatives mined for the one pair (q, pos), with ``extra`` documents as the other candidates."""
     train = Dataset.from_dict({"query": ["q"], "answer": ["pos"]})
     triplets = mine_training_triplets(train, word_model(vectors), options, seed=1, extra_documents=extra)
-    return triplets["negative"]
+    return all_negatives(triplets)
 
 
 def test_training_negatives_are_training_answers_and_never_a_positive(small_splits, minilm):
     train = small_splits["train"]
     options = MiningConfig(num_negatives=2, range_max=20, margin=None)
     triplets = mine_training_triplets(train, minilm, options, seed=1)
-    assert triplets.column_names == ["query", "answer", "negative"]
+    assert triplets.column_names == ["query", "answer", "negative_1", "negative_2"]  # one n-tuple row per pair
     positives = positives_by_query(train)
     train_answers = set(train["answer"])
-    assert len(triplets) == 2 * len(train)
-    for query, answer, negative in zip(triplets["query"], triplets["answer"], triplets["negative"]):
-        assert negative != answer
-        assert negative not in positives[query]
-        assert negative in train_answers
+    assert len(triplets) == len(train)
+    for query, answer, *negatives in rows(triplets):
+        assert len(set(negatives)) == 2
+        for negative in negatives:
+            assert negative != answer
+            assert negative not in positives[query]
+            assert negative in train_answers
 
 
 def test_chunked_mining_equals_unchunked(small_splits, minilm):
@@ -213,19 +221,20 @@ def test_random_negatives_come_from_the_top_range_max_and_are_never_positives(sm
     range_max = 6
     options = MiningConfig(sampling_strategy="random", range_max=range_max, num_negatives=2, margin=None)
     triplets = mine_training_triplets(train, minilm, options, seed=1)
-    assert len(triplets) == 2 * len(train)
+    assert len(triplets) == len(train)
     positives = positives_by_query(train)
     pool = list(dict.fromkeys(train["answer"]))
     queries = list(positives)
     scores = minilm.similarity(minilm.encode_query(queries), minilm.encode_document(pool))
     beyond_top_two = 0
-    for query_text, negative in zip(triplets["query"], triplets["negative"]):
-        assert negative not in positives[query_text]
+    for query_text, _, *negatives in rows(triplets):
         row = scores[queries.index(query_text)]
         ranked = [pool[i] for i in row.argsort(descending=True).tolist() if pool[i] not in positives[query_text]]
-        # Within the top range_max non-positive candidates (up to float noise between encoding batches).
-        assert row[pool.index(negative)] >= row[pool.index(ranked[range_max - 1])] - 1e-4
-        beyond_top_two += negative not in ranked[:2]
+        for negative in negatives:
+            assert negative not in positives[query_text]
+            # Within the top range_max non-positive candidates (up to float noise between encoding batches).
+            assert row[pool.index(negative)] >= row[pool.index(ranked[range_max - 1])] - 1e-4
+            beyond_top_two += negative not in ranked[:2]
     assert beyond_top_two > 0  # sampled, not simply the top two
 
 
@@ -274,13 +283,14 @@ def test_an_empty_first_chunk_concatenates_with_a_later_one():
     assert triplets.features["negative"].dtype == "string"
 
 
-def test_no_duplicates_sampler_keeps_a_querys_triplets_apart_and_yields_every_row(small_splits, minilm):
+def test_no_duplicates_sampler_keeps_a_batchs_texts_apart_and_yields_every_row(small_splits, minilm):
     from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 
-    # num_negatives=3 in triplet format: every query and answer appears in three rows.
+    # (query, answer, negative_1..3) rows of neighbouring questions share negatives: the sampler must still keep
+    # every text once per batch.
     options = MiningConfig(num_negatives=3, range_max=10, margin=None)
     triplets = mine_training_triplets(small_splits["train"], minilm, options, seed=1)
-    assert len(triplets) == 3 * len(small_splits["train"])
+    assert len(triplets) == len(small_splits["train"]) and len(triplets.column_names) == 5
     # drop_last=False, as the trainer passes by default (dataloader_drop_last).
     sampler = NoDuplicatesBatchSampler(triplets, batch_size=16, drop_last=False, generator=torch.Generator(), seed=0)
     batches = list(sampler)
@@ -290,7 +300,9 @@ def test_no_duplicates_sampler_keeps_a_querys_triplets_apart_and_yields_every_ro
     # One pass yields every row exactly once: a conflicting row is deferred to a later (possibly smaller) batch,
     # never dropped; with drop_last=True the leftover small batches would be dropped instead.
     assert sorted(i for batch in batches for i in batch) == list(range(len(triplets)))
-    assert max(len(batch) for batch in batches) == 16
+    # Each row's three negatives are other rows' answers (the pool is the 48 training answers): rows conflict often,
+    # so batches come out well below 16 here (6 at most with this seed). A bigger pool conflicts less.
+    assert 1 < max(len(batch) for batch in batches) <= 16
 
 
 def test_evaluation_negative_is_never_a_positive_of_the_query(small_splits, minilm):
@@ -371,10 +383,11 @@ def test_mining_gives_what_mine_hard_negatives_gives(small_splits, minilm, optio
         min_score=config.min_score,
         num_negatives=config.num_negatives,
         sampling_strategy=config.sampling_strategy,
-        output_format="triplet",
+        output_format="triplet" if config.num_negatives == 1 else "n-tuple",  # n-tuple: the rows ours give
         verbose=False,
     )
     assert len(theirs) > 0
+    assert ours.column_names == theirs.column_names
     assert rows(ours) == rows(theirs)
 
 
@@ -395,6 +408,22 @@ def test_approximate_search_finds_the_exact_neighbours_on_clustered_data():
     # Scores are exact inner products either way.
     same = exact == approximate
     assert np.allclose(exact_scores[same], approximate_scores[same], atol=1e-5)
+
+
+def test_exact_search_over_document_blocks_matches_one_product():
+    import torch
+
+    from embedft.search import EXACT_BLOCK_SCORES, EXACT_QUERY_BLOCK, ExactSearch, normalize
+
+    rng = np.random.default_rng(1)
+    pool = 2 * EXACT_BLOCK_SCORES // EXACT_QUERY_BLOCK + 123  # three document blocks
+    documents = normalize(rng.normal(size=(pool, 8)))
+    queries = normalize(rng.normal(size=(EXACT_QUERY_BLOCK + 5, 8)))  # two query blocks
+    scores, indices = ExactSearch(documents).search(queries, 30)
+    expected_scores, expected_indices = torch.topk(torch.from_numpy(queries) @ torch.from_numpy(documents).T, 30)
+    assert np.allclose(scores, expected_scores.numpy(), atol=1e-6)
+    assert (indices == expected_indices.numpy()).mean() > 0.99  # equal scores may swap places across blocks
+    assert indices.max() >= 2 * EXACT_BLOCK_SCORES // EXACT_QUERY_BLOCK  # the last block was searched
 
 
 def test_a_second_mining_run_encodes_nothing(tmp_path, small_splits, minilm):
@@ -432,4 +461,4 @@ def test_a_pool_built_from_texts_in_memory_mines_the_same_rows(small_splits, min
     plain = mine_training_triplets(train, minilm, options, seed=1, extra_documents=extra)
     reused = mine_training_triplets(train, minilm, options, seed=1, extra_documents=extra, texts=everything)
     assert rows(reused) == rows(plain)
-    assert not set(reused["negative"]) & (set(test["answer"]) - set(train["answer"]))
+    assert not set(all_negatives(reused)) & (set(test["answer"]) - set(train["answer"]))

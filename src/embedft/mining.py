@@ -9,6 +9,11 @@ two on every option), but the library encodes the whole pool on every call, hold
 and searches exactly. Here texts are encoded once through the embedding cache (:mod:`embedft.embeddings`), queries
 are searched a chunk at a time against the whole pool, and pools above ``mining.exact_search_limit`` documents are
 searched approximately (:mod:`embedft.search`).
+
+One negative per pair gives ``(query, answer, negative)`` triplets; more give one ``(query, answer, negative_1, ...,
+negative_k)`` row per pair, the library's n-tuple format. Training mining also measures itself
+(:class:`MiningDiagnostics`, the run's ``mining.json``): the score distributions, what each filter removed, the pairs
+left out, and how many negatives are near-duplicates of their positive.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -30,6 +35,8 @@ from embedft.embeddings import EmbeddingCache
 from embedft.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
     from datasets import Dataset
     from sentence_transformers.sentence_transformer import SentenceTransformer
@@ -37,6 +44,27 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NEGATIVE = "negative"
+# A mined negative this close to the row's positive (cosine under the mining model) is most likely the query's own
+# answer in other words: a false negative that trains the model to push the right answer away.
+NEAR_DUPLICATE_SIMILARITY = 0.95
+SCORE_QUANTILES = (5, 25, 50, 75, 95)  # percentiles of each score distribution in mining.json
+# Fixed histogram bins over the whole cosine range, so runs and models compare bin by bin.
+HISTOGRAM_EDGES = tuple(round(-1.0 + 0.025 * i, 3) for i in range(81))
+SIMILARITY_BLOCK = 16_384  # negatives whose vectors are gathered at once for the positive-negative similarity
+
+
+def negative_columns(num_negatives: int) -> list[str]:
+    """The negative columns of mined training rows: ``negative`` for triplets, else ``negative_1`` ...
+    ``negative_k``, as mine_hard_negatives names them with ``output_format="n-tuple"``."""
+    if num_negatives == 1:
+        return [NEGATIVE]
+    return [f"{NEGATIVE}_{i}" for i in range(1, num_negatives + 1)]
+
+
+def negative_columns_of(triplets: Dataset) -> list[str]:
+    """The negative columns a mined dataset has (``negative``, or ``negative_1`` ... ``negative_k``), in order."""
+    names = [name for name in triplets.column_names if name == NEGATIVE or name.startswith(f"{NEGATIVE}_")]
+    return sorted(names, key=lambda name: int(name.rsplit("_", 1)[1]) if name != NEGATIVE else 0)
 
 
 @dataclass
@@ -115,7 +143,12 @@ class MiningTask:
 
 @dataclass
 class MiningOutcome:
-    """Mined rows (query, positive and negative corpus indices) and what the filters did."""
+    """Mined rows (query, positive and negative corpus indices), what the filters did, and the scores behind them.
+
+    A (query, positive) pair's rows are consecutive, best negative first. With ``num_negatives > 1`` only pairs that
+    got all their negatives have rows (mine_hard_negatives' n-tuple rule), so every pair there has exactly
+    ``num_negatives`` rows.
+    """
 
     def row_count(self) -> int:
         return sum(len(block) for block in self.rows)
@@ -128,6 +161,141 @@ class MiningOutcome:
     candidates: int = 0  # candidates ranked, the query's own positives excluded
     skipped: dict[str, int] = field(default_factory=dict)  # candidates each filter removed
     search: str = "exact"
+    range_max: int | None = None  # the range_max used (derived when mining.range_max is null)
+    pairs: int = 0  # (query, positive) pairs searched
+    pairs_without_negative: int = 0  # pairs no candidate passed the filters for: no rows
+    pairs_too_few_negatives: int = 0  # some negatives, fewer than num_negatives (> 1): no rows (n-tuple rule)
+    # Per chunk, float32: each pair's query-positive score; each row's query-negative score; and each row's cosine
+    # between its positive and its negative (both pool documents).
+    positive_scores: list[np.ndarray] = field(default_factory=list)
+    negative_scores: list[np.ndarray] = field(default_factory=list)
+    positive_negative: list[np.ndarray] = field(default_factory=list)
+
+    def diagnostics(self, options: MiningConfig) -> MiningDiagnostics:
+        """What this mining did, in numbers (see :class:`MiningDiagnostics`)."""
+        similarities = joined(self.positive_negative)
+        return MiningDiagnostics(
+            search=self.search,
+            num_negatives=options.num_negatives,
+            pairs=self.pairs,
+            pairs_kept=self.pairs - self.pairs_without_negative - self.pairs_too_few_negatives,
+            pairs_without_negative=self.pairs_without_negative,
+            pairs_too_few_negatives=self.pairs_too_few_negatives,
+            candidates=self.candidates,
+            filtered=dict(self.skipped),
+            negatives=len(similarities),
+            near_duplicates=int((similarities > NEAR_DUPLICATE_SIMILARITY).sum()),
+            positive_scores=score_summary(joined(self.positive_scores)),
+            negative_scores=score_summary(joined(self.negative_scores)),
+            positive_negative_similarity=score_summary(similarities),
+            options={
+                **{
+                    name: getattr(options, name)
+                    for name in ("margin", "relative_margin", "max_score", "min_score", "range_min")
+                },
+                "range_max": self.range_max if self.range_max is not None else options.range_max,
+                "sampling_strategy": options.sampling_strategy,
+            },
+        )
+
+
+def joined(blocks: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(blocks) if blocks else np.empty(0, dtype=np.float32)
+
+
+def score_summary(values: np.ndarray) -> dict[str, Any]:
+    """``count``, ``mean``, ``std``, ``min``, ``max``, the :data:`SCORE_QUANTILES` percentiles and the counts per
+    :data:`HISTOGRAM_EDGES` bin of ``values`` (cosine similarities); the statistics are None when there are none."""
+    values = np.asarray(values, dtype=np.float64)
+    # Cosines of unit vectors can round past +-1: they still count in the outer bins.
+    histogram, _ = np.histogram(np.clip(values, -1.0, 1.0), bins=np.asarray(HISTOGRAM_EDGES))
+    empty = len(values) == 0
+    quantiles = np.percentile(values, SCORE_QUANTILES) if not empty else [None] * len(SCORE_QUANTILES)
+    return {
+        "count": len(values),
+        "mean": None if empty else round(float(values.mean()), 6),
+        "std": None if empty else round(float(values.std()), 6),
+        "min": None if empty else round(float(values.min()), 6),
+        "max": None if empty else round(float(values.max()), 6),
+        "quantiles": {
+            str(q): None if value is None else round(float(value), 6) for q, value in zip(SCORE_QUANTILES, quantiles)
+        },
+        "histogram": histogram.tolist(),
+    }
+
+
+@dataclass
+class MiningDiagnostics:
+    """What training mining did, for ``mining.json``, the report and one log line.
+
+    Scores are cosine similarities under the mining model. Positive scores cover every (query, positive) pair
+    searched, negative scores the negatives kept (as mine_hard_negatives' own statistics do).
+    """
+
+    search: str  # "exact" or "approximate"
+    num_negatives: int
+    pairs: int  # (query, positive) pairs searched
+    pairs_kept: int  # pairs that became training rows
+    pairs_without_negative: int  # no candidate passed the filters: left out
+    pairs_too_few_negatives: int  # fewer than num_negatives (> 1) passed: left out
+    candidates: int  # candidates ranked, the query's own positives excluded
+    filtered: dict[str, int]  # candidates each filter removed, in the order they were applied
+    negatives: int  # negatives kept (training rows x num_negatives)
+    near_duplicates: int  # kept negatives whose cosine with the row's positive is above NEAR_DUPLICATE_SIMILARITY
+    positive_scores: dict[str, Any]  # score_summary of the query-positive scores
+    negative_scores: dict[str, Any]  # score_summary of the query-negative scores
+    positive_negative_similarity: dict[str, Any]  # score_summary of each kept negative's cosine with its positive
+    options: dict[str, Any] = field(default_factory=dict)  # the mining filters in force
+
+    @property
+    def near_duplicate_rate(self) -> float:
+        return self.near_duplicates / self.negatives if self.negatives else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``mining.json`` document."""
+        return {
+            "search": self.search,
+            "num_negatives": self.num_negatives,
+            "options": self.options,
+            "pairs": {
+                "total": self.pairs,
+                "kept": self.pairs_kept,
+                "without_negative": self.pairs_without_negative,
+                "too_few_negatives": self.pairs_too_few_negatives,
+            },
+            "candidates": {"ranked": self.candidates, "filtered": self.filtered},
+            "negatives": self.negatives,
+            "near_duplicates": {
+                "threshold": NEAR_DUPLICATE_SIMILARITY,
+                "count": self.near_duplicates,
+                "rate": round(self.near_duplicate_rate, 6),
+            },
+            "histogram_edges": list(HISTOGRAM_EDGES),
+            "scores": {
+                "query_positive": self.positive_scores,
+                "query_negative": self.negative_scores,
+                "positive_negative": self.positive_negative_similarity,
+            },
+        }
+
+    def summary(self) -> str:
+        """One line: pairs kept, median scores, near-duplicates and what the filters dropped."""
+        filtered = sum(self.filtered.values())
+        by_filter = ", ".join(f"{name} {count:,}" for name, count in self.filtered.items() if count)
+        negative = self.negative_scores["quantiles"]["50"]
+        positive = self.positive_scores["quantiles"]["50"]
+        medians = (
+            f"negatives score {negative:.2f} median vs positives {positive:.2f}"
+            if negative is not None and positive is not None
+            else "no negatives"
+        )
+        return (
+            f"Mining: {self.pairs_kept:,} of {self.pairs:,} pairs kept, {medians}, "
+            f"{self.near_duplicate_rate:.1%} near-duplicates of the positive (cosine > {NEAR_DUPLICATE_SIMILARITY}), "
+            f"filters dropped {filtered:,} of {self.candidates:,} candidates"
+            + (f" ({by_filter})" if by_filter else "")
+            + f", {self.search} search"
+        )
 
 
 def derived_range_max(options: MiningConfig, max_positives: int) -> int:
@@ -213,6 +381,10 @@ def mine(
     normalised; candidates come from an exact search, or an approximate one above ``options.exact_search_limit``
     documents (:func:`embedft.search.build_search`); then :func:`select_negatives` filters them. Queries are handled
     ``options.chunk_size`` at a time, so memory stays bounded; the result does not depend on the chunk size.
+
+    With ``options.num_negatives > 1`` a (query, positive) pair keeps its rows only when all its negatives were
+    found, as mine_hard_negatives' n-tuple format does. The outcome also counts the pairs left out and keeps the
+    scores :meth:`MiningOutcome.diagnostics` summarises.
     """
     import torch
 
@@ -230,6 +402,7 @@ def mine(
             f"mining.range_max={range_max} leaves fewer than num_negatives={options.num_negatives} candidates after "
             f"range_min={options.range_min}: raise mining.range_max or lower range_min / num_negatives"
         )
+    outcome.range_max = range_max
     documents = cache.store(model, "document")
     document_keys = documents.encode(
         model, task.corpus, "document", options.batch_size, f"Encoding the {description} pool"
@@ -241,6 +414,9 @@ def mine(
 
     def document_vectors(start: int, end: int) -> np.ndarray:
         return normalize(documents.gather(task.corpus[start:end], document_keys[start:end]))
+
+    def document_rows(ids: np.ndarray) -> np.ndarray:
+        return normalize(documents.gather([task.corpus[i] for i in ids.tolist()], document_keys[ids]))
 
     search = build_search(len(task.corpus), document_vectors, options.exact_search_limit, seed, len(task.queries))
     outcome.search = search.kind
@@ -272,11 +448,18 @@ def mine(
                 outcome,
             )
             # One row per (query, positive, found negative), in the library's order: query, positive, negative.
-            counts = [len(own) for own in positives]
-            per_query = np.repeat(np.arange(len(positives)), counts)
-            found = torch.isfinite(negative_scores).numpy()[per_query]
+            per_query = owners  # the chunk's query of each (query, positive) pair, in pair order
+            found = torch.isfinite(negative_scores).numpy()[per_query]  # [pairs, num_negatives]
             negatives = negative_indices.numpy()[per_query]
             width_found = found.shape[1]
+            found_count = found.sum(axis=1)
+            outcome.pairs += len(per_query)
+            outcome.pairs_without_negative += int((found_count == 0).sum())
+            if options.num_negatives > 1:
+                # n-tuple rows need every negative: like mine_hard_negatives, drop pairs that got fewer.
+                short = (found_count > 0) & (found_count < options.num_negatives)
+                outcome.pairs_too_few_negatives += int(short.sum())
+                found &= (found_count == options.num_negatives)[:, None]
             block = np.stack(
                 [
                     np.repeat(start + per_query, width_found),
@@ -285,10 +468,34 @@ def mine(
                 ],
                 axis=1,
             )
-            outcome.rows.append(block[found.reshape(-1)])
+            kept = found.reshape(-1)
+            outcome.rows.append(block[kept])
+            outcome.positive_scores.append(flat_scores.numpy().astype(np.float32))
+            outcome.negative_scores.append(negative_scores.numpy()[per_query].reshape(-1)[kept].astype(np.float32))
+            pair_of_row = np.repeat(np.arange(len(per_query)), width_found)[kept]
+            outcome.positive_negative.append(
+                row_similarities(positive_vectors, pair_of_row, negatives.reshape(-1)[kept], document_rows)
+            )
     finally:
         random.setstate(outer_state)
     return outcome
+
+
+def row_similarities(
+    positive_vectors: np.ndarray,
+    pair_of_row: np.ndarray,
+    negative_ids: np.ndarray,
+    document_rows: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """Cosine between each row's positive (``positive_vectors[pair_of_row]``, normalised) and its negative (corpus
+    index ``negative_ids``), :data:`SIMILARITY_BLOCK` rows at a time, so a chunk's negatives are never all in
+    memory as vectors at once."""
+    similarities = np.empty(len(negative_ids), dtype=np.float32)
+    for begin in range(0, len(negative_ids), SIMILARITY_BLOCK):
+        end = min(begin + SIMILARITY_BLOCK, len(negative_ids))
+        negative_vectors = document_rows(negative_ids[begin:end])
+        similarities[begin:end] = np.einsum("ij,ij->i", positive_vectors[pair_of_row[begin:end]], negative_vectors)
+    return similarities
 
 
 def run_cache(cache: EmbeddingCache | None) -> tuple[EmbeddingCache, tempfile.TemporaryDirectory | None]:
@@ -300,22 +507,27 @@ def run_cache(cache: EmbeddingCache | None) -> tuple[EmbeddingCache, tempfile.Te
 
 
 def triplet_dataset(task: MiningTask, rows: np.ndarray, path: Path | None = None) -> Dataset:
-    """``(query, answer, negative)`` texts of mined rows, string-typed even when there are none.
+    """The texts of mined rows, string-typed even when there are none.
+
+    ``rows`` is ``[n, 3]`` (query, positive, negative indices: columns ``query``, ``answer``, ``negative``) or
+    ``[n, 2 + k]`` with k > 1 negatives per row (columns ``query``, ``answer``, ``negative_1`` ... ``negative_k``,
+    mine_hard_negatives' n-tuple format; :func:`ntuple_rows` makes them).
 
     With ``path`` the rows are streamed to that JSON-lines file (through a temporary file) and read back memory-mapped,
-    so a million triplets never sit in memory as Python strings and as an Arrow table at once.
+    so a million rows never sit in memory as Python strings and as an Arrow table at once.
     """
     import json
     import os
 
     from datasets import Dataset, Features, Value
 
-    features = Features({column: Value("string") for column in (QUERY, ANSWER, NEGATIVE)})
+    negatives = negative_columns(rows.shape[1] - 2)
+    features = Features({column: Value("string") for column in (QUERY, ANSWER, *negatives)})
     if path is None or len(rows) == 0:
         columns = {
             QUERY: [task.queries[q] for q in rows[:, 0].tolist()],
             ANSWER: [task.corpus[p] for p in rows[:, 1].tolist()],
-            NEGATIVE: [task.corpus[n] for n in rows[:, 2].tolist()],
+            **{name: [task.corpus[n] for n in rows[:, 2 + i].tolist()] for i, name in enumerate(negatives)},
         }
         triplets = Dataset.from_dict(columns, features=features)
         if path is not None:
@@ -323,11 +535,30 @@ def triplet_dataset(task: MiningTask, rows: np.ndarray, path: Path | None = None
         return triplets
     temporary = path.with_name(f".{path.name}.partial")
     with open(temporary, "w", encoding="utf-8") as handle:
-        for q, p, n in rows.tolist():
-            row = {QUERY: task.queries[q], ANSWER: task.corpus[p], NEGATIVE: task.corpus[n]}
+        for q, p, *ns in rows.tolist():
+            row = {QUERY: task.queries[q], ANSWER: task.corpus[p]}
+            row.update((name, task.corpus[n]) for name, n in zip(negatives, ns))
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     os.replace(temporary, path)
     return load_triplets(path)
+
+
+def ntuple_rows(rows: np.ndarray, num_negatives: int) -> np.ndarray:
+    """Mined ``[n, 3]`` rows as training rows: unchanged for one negative, else one ``(query, positive, negative_1,
+    ..., negative_k)`` row per pair, ``[n / k, 2 + k]`` (:func:`mine` leaves exactly k consecutive rows per pair)."""
+    if num_negatives == 1:
+        return rows
+    if len(rows) % num_negatives:
+        raise ValueError(f"{len(rows)} mined rows are not whole groups of {num_negatives} negatives")
+    return np.concatenate([rows[::num_negatives, :2], rows[:, 2].reshape(-1, num_negatives)], axis=1)
+
+
+@dataclass
+class MinedTrainingSet:
+    """Training rows and what the mining did (for ``mining.json``, the report and the log)."""
+
+    triplets: Dataset
+    diagnostics: MiningDiagnostics
 
 
 def mine_training_triplets(
@@ -340,11 +571,28 @@ def mine_training_triplets(
     path: Path | None = None,
     texts: list[str] | None = None,
 ) -> Dataset:
-    """Mine ``options.num_negatives`` hard negatives for every training pair.
+    """:func:`mine_training_set`'s training rows alone (the same arguments)."""
+    return mine_training_set(train, model, options, seed, extra_documents, cache, path, texts).triplets
+
+
+def mine_training_set(
+    train: Dataset,
+    model: SentenceTransformer,
+    options: MiningConfig,
+    seed: int,
+    extra_documents: list[str] | None = None,
+    cache: EmbeddingCache | None = None,
+    path: Path | None = None,
+    texts: list[str] | None = None,
+) -> MinedTrainingSet:
+    """Mine ``options.num_negatives`` hard negatives for every training pair, and measure the mining.
 
     Every query is mined against the whole pool: the training answers and any extra documents, never an evaluation
-    answer. Every answer of the same query counts as its positive. Pairs for which no candidate passes the filters
-    (margin, relative_margin, max_score, min_score) are dropped, and the count is logged.
+    answer. Every answer of the same query counts as its positive. With one negative each pair gives one row
+    ``(query, answer, negative)``; with more, one row ``(query, answer, negative_1, ..., negative_k)``
+    (mine_hard_negatives' n-tuple format; MultipleNegativesRankingLoss takes the extra columns as extra negatives).
+    Pairs for which no candidate passes the filters (margin, relative_margin, max_score, min_score), and with k > 1
+    those that got fewer than k negatives, are dropped, and the counts are logged.
 
     Args:
         train: training pairs with ``query`` and ``answer`` columns.
@@ -353,12 +601,13 @@ def mine_training_triplets(
         seed: seeds ``sampling_strategy: random`` and the approximate index.
         extra_documents: documents that are nobody's positive (corpus_file); they join the candidate pool.
         cache: where embeddings are kept (None: a temporary folder for this call).
-        path: also save the triplets there as JSON lines (streamed; the Dataset is then read back from it).
+        path: also save the rows there as JSON lines (streamed; the Dataset is then read back from it).
         texts: strings already in memory that include every training answer (``PreparedData.corpus``), reused
             for the pool instead of a second copy of the answers.
 
     Returns:
-        A Dataset with columns ``query``, ``answer``, ``negative``.
+        The rows, a Dataset with columns ``query``, ``answer`` and ``negative`` (or ``negative_1`` ...
+        ``negative_k``), and the :class:`MiningDiagnostics`.
     """
     task = MiningTask.from_dataset(train, extra_documents, texts)
     cache, scratch = run_cache(cache)
@@ -368,19 +617,29 @@ def mine_training_triplets(
         if scratch is not None:
             scratch.cleanup()
     log_outcome(outcome, options)
-    rows = outcome.all_rows()
+    diagnostics = outcome.diagnostics(options)
+    rows = ntuple_rows(outcome.all_rows(), options.num_negatives)
     outcome.rows = []
-    kept = len(np.unique(rows[:, 0] * len(task.corpus) + rows[:, 1]))  # (query, positive) pairs with a negative
-    wanted = sum(len(own) for own in task.positives)
-    if kept < wanted:
+    if diagnostics.pairs_without_negative:
         logger.warning(
             "%d of %d training pairs got no negative that passes the mining filters and are left out "
             "(loosen mining.margin / mining.relative_margin / mining.max_score or widen mining.range_max to keep "
             "them)",
-            wanted - kept,
-            wanted,
+            diagnostics.pairs_without_negative,
+            diagnostics.pairs,
         )
-    return triplet_dataset(task, rows, path)
+    if diagnostics.pairs_too_few_negatives:
+        logger.warning(
+            "%d of %d training pairs got fewer than mining.num_negatives=%d negatives that pass the mining filters "
+            "and are left out: a (query, answer, negative_1..negative_%d) row needs them all (lower "
+            "mining.num_negatives, loosen the filters or widen mining.range_max to keep them)",
+            diagnostics.pairs_too_few_negatives,
+            diagnostics.pairs,
+            options.num_negatives,
+            options.num_negatives,
+        )
+    logger.info("%s", diagnostics.summary())
+    return MinedTrainingSet(triplet_dataset(task, rows, path), diagnostics)
 
 
 def log_outcome(outcome: MiningOutcome, options: MiningConfig) -> None:
@@ -463,7 +722,12 @@ def save_triplets(triplets: Dataset, path: Path) -> None:
 
 
 def load_triplets(path: str | Path) -> Dataset:
-    """Read triplets saved with ``Dataset.to_json(..., lines=True)``."""
+    """Read mined rows saved with ``Dataset.to_json(..., lines=True)`` or :func:`triplet_dataset`: triplets or
+    n-tuples, their columns in training order (query, answer, then the negatives), which the loss reads them by."""
     from datasets import load_dataset
 
-    return load_dataset("json", data_files=str(path), split="train")
+    triplets = load_dataset("json", data_files=str(path), split="train")
+    if not {QUERY, ANSWER} <= set(triplets.column_names):
+        return triplets
+    order = [QUERY, ANSWER, *negative_columns_of(triplets)]
+    return triplets if triplets.column_names == order else triplets.select_columns(order)

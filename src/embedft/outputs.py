@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 LATEST = "latest"
 FINAL_MODEL = "final"
 COMPLETE = "COMPLETE"
+MINING = "mining.json"
 SAFE_NAME = re.compile(r"^[\w.-]+$")
 
 
@@ -25,8 +26,9 @@ SAFE_NAME = re.compile(r"^[\w.-]+$")
 class RunFiles:
     """Where a run folder keeps each result, and which of them a resumed run reuses: decided here only.
 
-    Cached stage results (reused by RESUME): the mined triplets, the baseline scores, the checkpoints and the final
-    model. ``COMPLETE`` is written last of all, so a run without it can always be resumed or finished.
+    Cached stage results (reused by RESUME): the mined triplets (with their mining.json), the baseline scores, the
+    checkpoints and the final model. ``COMPLETE`` is written last of all, so a run without it can always be resumed or
+    finished.
     """
 
     run_dir: Path
@@ -75,6 +77,12 @@ class RunFiles:
     @property
     def similarities(self) -> Path:
         return self.run_dir / "similarities.json"
+
+    @property
+    def mining(self) -> Path:
+        """What the training mining did (:class:`~embedft.mining.MiningDiagnostics`), written with the mined triplets
+        and kept with them: a resumed run that reuses the triplets keeps it too."""
+        return self.run_dir / MINING
 
     @property
     def embeddings(self) -> Path:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from embedft.errors import OutputError, first_line
+
+logger = logging.getLogger(__name__)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -64,17 +67,20 @@ PLOTS = {
     "baseline_vs_final": "baseline_vs_final.png",
     "similarities": "similarities.png",
 }
+MINING_PLOT = "mining.png"  # drawn from the run's mining.json, when it has one
 
 
 def write_report(run_dir: Path, metrics: dict[str, Any], similarities: dict[str, Any] | None) -> Path:
     """Write ``report.md`` and its PNG plots into ``run_dir``; return the report's path.
 
     Args:
-        run_dir: the run folder (holds metrics.json).
+        run_dir: the run folder (holds metrics.json, and mining.json when the run recorded its mining).
         metrics: the contents of metrics.json.
         similarities: ``{"baseline": {"positive": [...], "negative": [...]}, "final": {...}}`` or None.
     """
     import matplotlib
+
+    from embedft.outputs import MINING
 
     matplotlib.use("Agg")
     plots = {
@@ -83,19 +89,29 @@ def write_report(run_dir: Path, metrics: dict[str, Any], similarities: dict[str,
         "baseline_vs_final": plot_baseline_vs_final(metrics, run_dir / PLOTS["baseline_vs_final"]),
         "similarities": similarities is not None and plot_similarities(similarities, run_dir / PLOTS["similarities"]),
     }
+    mining = read_mining(run_dir / MINING)
+    mining_plot = MINING_PLOT if mining is not None and plot_mining(mining, run_dir / MINING_PLOT) else None
     path = run_dir / "report.md"
-    path.write_text(report_markdown(metrics, {k: PLOTS[k] for k, made in plots.items() if made}), encoding="utf-8")
+    text = report_markdown(metrics, {k: PLOTS[k] for k, made in plots.items() if made}, mining, mining_plot)
+    path.write_text(text, encoding="utf-8")
     return path
 
 
-def report_markdown(metrics: dict[str, Any], plots: dict[str, str]) -> str:
-    """The Markdown report: a baseline/final table, data and timings, and the plots."""
+def report_markdown(
+    metrics: dict[str, Any],
+    plots: dict[str, str],
+    mining: dict[str, Any] | None = None,
+    mining_plot: str | None = None,
+) -> str:
+    """The Markdown report: a baseline/final table, data, mining (when recorded) and timings, and the plots."""
     lines = ["# Fine-tuning report", "", "| metric | baseline | final | change |", "| --- | --- | --- | --- |"]
     for name, before, after in metric_changes(metrics["baseline"], metrics["final"]):
         lines.append(f"| {name} | {before:.4f} | {after:.4f} | {after - before:+.4f} |")
     lines += ["", *protocol_notes(metrics)]
     lines += ["", "## Data", ""]
     lines += [f"- {key.replace('_', ' ')}: {value}" for key, value in metrics.get("data", {}).items()]
+    if mining is not None:
+        lines += ["", *mining_section(mining, mining_plot)]
     training = metrics.get("training", {})
     if training:
         lines += ["", "## Training", ""]
@@ -261,3 +277,105 @@ def plot_similarities(similarities: dict[str, Any], path: Path) -> bool:
         axis.legend()
     axes[0][0].set_ylabel("pairs")
     return save_figure(figure, path)
+
+
+SCORE_ROWS = (
+    ("query_positive", "query-positive"),
+    ("query_negative", "query-negative"),
+    ("positive_negative", "negative vs its positive"),
+)
+
+
+def mining_section(mining: dict[str, Any], plot: str | None) -> list[str]:
+    """The report's Mining section from ``mining.json``: pairs kept and left out, the score distributions as a
+    table, what the filters removed, the near-duplicate rate and the histograms."""
+    pairs, count = mining["pairs"], mining["num_negatives"]
+    left_out = []
+    if pairs["without_negative"]:
+        left_out.append(f"{pairs['without_negative']:,} got no negative that passes the filters")
+    if pairs["too_few_negatives"]:
+        left_out.append(f"{pairs['too_few_negatives']:,} got fewer than {count}")
+    shape = "(query, answer, negative) triplets" if count == 1 else f"rows of {count} negatives"
+    lines = [
+        "## Mining",
+        "",
+        f"- {pairs['kept']:,} of {pairs['total']:,} training pairs kept as {shape}"
+        + (f"; left out: {', '.join(left_out)}" if left_out else "")
+        + f" ({mining['search']} search).",
+    ]
+    candidates = mining["candidates"]
+    filtered = {name: removed for name, removed in candidates["filtered"].items() if removed}
+    ranked = max(candidates["ranked"], 1)
+    if filtered:
+        each = ", ".join(f"{name} {removed:,} ({removed / ranked:.1%})" for name, removed in filtered.items())
+        lines.append(
+            f"- Filters removed {sum(filtered.values()):,} of {candidates['ranked']:,} ranked candidates: {each}."
+        )
+    else:
+        lines.append(f"- No filter removed any of the {candidates['ranked']:,} ranked candidates.")
+    near = mining["near_duplicates"]
+    lines.append(
+        f"- Near-duplicates: {near['count']:,} of {mining['negatives']:,} negatives ({near['rate']:.1%}) have a "
+        f"cosine above {near['threshold']} with their row's positive, most likely the query's own answer in other "
+        "words (`mining.relative_margin`, `max_score` or `range_min` keep such candidates out)."
+    )
+    percentiles = list(mining["scores"]["query_positive"]["quantiles"])
+    lines += [
+        "",
+        "| cosine (mining model) | count | mean | std | " + " | ".join(f"{q}%" for q in percentiles) + " |",
+        "| --- " * (4 + len(percentiles)) + "|",
+    ]
+    for key, label in SCORE_ROWS:
+        summary = mining["scores"][key]
+        values = [summary["mean"], summary["std"], *(summary["quantiles"][q] for q in percentiles)]
+        cells = " | ".join("-" if value is None else f"{value:.3f}" for value in values)
+        lines.append(f"| {label} | {summary['count']:,} | {cells} |")
+    if plot is not None:
+        caption = "Mining scores: query-positive vs query-negative, and each negative against its positive"
+        lines += ["", f"![{caption}]({plot})"]
+    return lines
+
+
+def plot_mining(mining: dict[str, Any], path: Path) -> bool:
+    """Two panels from ``mining.json``'s histograms: query-positive vs query-negative scores, and each negative's
+    cosine with its row's positive, with the near-duplicate line."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    edges = np.asarray(mining["histogram_edges"])
+    scores = mining["scores"]
+    if not scores["query_positive"]["count"]:
+        return False
+    counts = np.array([scores[key]["histogram"] for key, _ in SCORE_ROWS])
+    used = np.flatnonzero(counts.sum(axis=0))
+    low, high = edges[max(used[0] - 1, 0)], edges[min(used[-1] + 2, len(edges) - 1)]
+    threshold = mining["near_duplicates"]["threshold"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    # Shares, not counts: with several negatives per pair the negatives outnumber the positives.
+    for (key, label), color in zip(SCORE_ROWS[:2], ("tab:green", "tab:red")):
+        share = np.asarray(scores[key]["histogram"]) / max(scores[key]["count"], 1)
+        left.stairs(share, edges, fill=True, alpha=0.5, color=color, label=f"{label} ({scores[key]['count']:,})")
+    left.set_title("similarity to the query")
+    left.set_ylabel("share")
+    right.stairs(scores["positive_negative"]["histogram"], edges, fill=True, alpha=0.6, color="tab:purple")
+    right.axvline(threshold, color="black", linestyle="--", label=f"near-duplicate ({threshold})")
+    right.set_title("each negative vs its row's positive")
+    right.set_ylabel("negatives")
+    for axis in (left, right):
+        axis.set_xlim(low, max(high, threshold + 0.025) if axis is right else high)
+        axis.set_xlabel("cosine (mining model)")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    return save_figure(figure, path)
+
+
+def read_mining(path: Path) -> dict[str, Any] | None:
+    """A run's ``mining.json``, or None when it has none (older runs) or it cannot be read (a warning says so: the
+    rest of the report does not depend on it)."""
+    if not path.is_file():
+        return None
+    try:
+        return read_metrics(path)
+    except OutputError as exc:
+        logger.warning("%s: the report leaves out its Mining section", exc)
+        return None
