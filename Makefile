@@ -22,6 +22,8 @@ DATA ?=
 SEEDS ?= 12 13
 BENCH_CONFIG ?= configs/bench-medquad.yaml
 BENCH_DIR ?= outputs/bench-quality
+RECIPES ?= configs/ablation.yaml
+ABLATION_DIR ?= outputs/bench-ablation
 N ?= 10000
 OUT ?= outputs/bench-scale/$(N)
 
@@ -29,7 +31,7 @@ OUT ?= outputs/bench-scale/$(N)
 CONFIG_IF_GIVEN = $(if $(filter command line environment environment override,$(origin CONFIG)),--config $(CONFIG))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-embed-dirs train-embed train-embed-tb eval-embed infer-embed report bench-quality bench-scale test lint \
+.PHONY: help setup setup-embed-dirs train-embed train-embed-tb eval-embed infer-embed report bench-quality bench-ablation bench-scale test lint \
 	config-reference
 
 help: ## List the targets
@@ -73,6 +75,10 @@ report: $(VENV)/.installed ## Rebuild report.md and plots of a run (RUN=outputs/
 bench-quality: $(VENV)/.installed ## Quality benchmark: DATA=path/to/pairs.jsonl (SEEDS="12 13", BENCH_CONFIG, BENCH_DIR)
 	@test -n "$(DATA)" || { echo "error: give the data set, e.g. make bench-quality DATA=../shared/data/medquad/pairs.jsonl" >&2; exit 2; }
 	$(PY) scripts/bench_quality.py --data $(DATA) --config $(BENCH_CONFIG) --seeds $(SEEDS) --output-dir $(BENCH_DIR) $(SET)
+
+bench-ablation: $(VENV)/.installed ## Recipes compared over seeds: DATA=path (RECIPES=configs/ablation.yaml, SEEDS, BENCH_CONFIG)
+	@test -n "$(DATA)" || { echo "error: give the data set, e.g. make bench-ablation DATA=../shared/data/medquad/pairs.jsonl" >&2; exit 2; }
+	$(PY) scripts/bench_quality.py --data $(DATA) --config $(BENCH_CONFIG) --seeds $(SEEDS) --recipes $(RECIPES) --output-dir $(ABLATION_DIR) $(SET)
 
 bench-scale: $(VENV)/.installed ## Scale benchmark: N synthetic pairs (or DATA=path), mine, few steps; OUT/results.json
 	$(PY) scripts/bench_scale.py --pairs $(N) --output-dir $(OUT) $(if $(DATA),--data $(DATA)) $(SET)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import run_script
 
 
@@ -42,3 +44,98 @@ def test_scale_benchmark_runs_in_a_tiny_mode_and_writes_its_results(tmp_path):
     # Never overwritten: a second run into the same folder is refused.
     again = run_script("bench_scale.py", "--pairs", "300", "--output-dir", str(out))
     assert again.returncode != 0 and "exists" in again.stderr
+
+
+ABLATION_RUN = [
+    "sample_size=48",
+    "test_size=12",
+    "dev_size=8",
+    "num_epochs=1",
+    "batch_size=16",
+    "training.eval_steps=2",
+    "training.save_steps=100",
+    "training.logging_steps=1",
+    "training.report_to=[]",
+]
+
+
+def test_ablation_runs_each_recipe_over_the_seeds_and_picks_one_on_the_dev_questions(tmp_path):
+    recipes = tmp_path / "recipes.yaml"
+    recipes.write_text("default: {}\nin-batch-only:\n  mining.num_negatives: 0\n")
+    result = run_script(
+        "bench_quality.py",
+        "--data",
+        "packaged:construction-faq",
+        "--config",
+        "configs/run_embedding_mnrl.yaml",
+        "--recipes",
+        str(recipes),
+        "--seeds",
+        "12",
+        "--output-dir",
+        str(tmp_path / "ablation"),
+        *ABLATION_RUN,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (folder,) = (tmp_path / "ablation").iterdir()
+    results = json.loads((folder / "results.json").read_text())
+    assert [run["recipe"] for run in results["runs"]] == ["default", "in-batch-only"]
+    assert results["recipes"]["in-batch-only"] == ["mining.num_negatives=0"]
+    # In-batch negatives only: every training pair is a row, with no mined negative.
+    in_batch = results["runs"][1]["data"]
+    assert in_batch["train_triplets"] == in_batch["train_pairs"]
+    assert not (folder / "in-batch-only-seed12" / "mining.json").exists()
+    summary = {entry["recipe"]: entry for entry in results["summary"]}
+    for entry in summary.values():
+        assert 0 < entry["ndcg@10"]["mean"] <= 1 and entry["ndcg@10"]["half_range"] == 0  # one seed: no spread
+        assert entry["steps"] > 0 and entry["mining_minutes"] > 0
+        assert "dev_ndcg@10" in entry
+    assert results["choice"]["chosen_on"] == "dev"
+    assert results["choice"]["best"] in summary
+    table = (folder / "results.md").read_text()
+    assert "| in-batch-only | 1 |" in table and "Best on the dev questions" in table
+    # Each run is an ordinary run folder with its own report.
+    assert (folder / "in-batch-only-seed12" / "report.md").is_file()
+    assert (folder / "default-seed12" / "mining.json").is_file()
+
+
+def test_ablation_recipes_are_checked_before_anything_runs(tmp_path):
+    from embedft.bench import load_recipes
+    from embedft.errors import ConfigError
+
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "default:\nwide: {mining.range_max: 200, evaluation.matryoshka_dims: [128, 64], mining.margin: null}\n"
+    )
+    assert load_recipes(good) == {
+        "default": [],
+        "wide": ["mining.range_max=200", "evaluation.matryoshka_dims=[128, 64]", "mining.margin=null"],
+    }
+    for text, message in (
+        ("- a\n- b\n", "must map recipe names"),
+        ("seeded: {seed: 3}\n", "sets seed"),
+        ("odd: [1, 2]\n", "must map config keys"),
+    ):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_recipes(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_recipes(tmp_path / "missing.yaml")
+
+
+def test_the_default_changes_only_when_a_recipe_beats_it_by_more_than_the_seed_spread():
+    from embedft.bench import choose_recipe
+
+    def entry(name, mean, half_range):
+        return {
+            "recipe": name,
+            "ndcg@10": {"mean": 0.5, "half_range": 0.0},
+            "dev_ndcg@10": {"mean": mean, "half_range": half_range},
+        }
+
+    close = choose_recipe([entry("default", 0.80, 0.004), entry("better", 0.806, 0.003)])
+    assert close["best"] == "better" and close["chosen_on"] == "dev" and not close["beats_default"]
+    clear = choose_recipe([entry("default", 0.80, 0.004), entry("better", 0.82, 0.003)])
+    assert clear["beats_default"] and clear["gain_over_default"] == pytest.approx(0.02)
+    assert "beats_default" not in choose_recipe([entry("default", 0.9, 0.0), entry("worse", 0.8, 0.0)])

@@ -62,8 +62,11 @@ def test_training_run_writes_metrics_model_config_and_events(finished_run):
         "questions": 16,
         "documents": 503,
     }
-    assert metrics["training"]["global_step"] == 8
+    assert metrics["training"]["global_step"] == 8 and metrics["training"]["loss"] == "mnrl"
     assert [e["step"] for e in metrics["history"] if "triplet_accuracy" in e] == [4, 8]
+    # The final model on the dev questions, as the last step scored them (what bench-ablation chooses on).
+    last_step = [e for e in metrics["history"] if "ndcg@10" in e][-1]
+    assert metrics["final_dev"]["ndcg@10"] == pytest.approx(last_step["ndcg@10"], abs=1e-4)
     assert (run_dir / "config.yaml").is_file() and (run_dir / "COMPLETE").is_file()
     assert (run_dir / "checkpoints" / "checkpoint-8").is_dir()
     assert "baseline" in result.stdout and "-> final" in result.stdout and str(run_dir) in result.stdout
@@ -119,11 +122,13 @@ def test_resume_finishes_a_run_killed_after_its_metrics_were_written(finished_ru
 def test_resume_scores_a_saved_final_model_that_has_no_metrics_yet(finished_run, tmp_path):
     run_dir = copy_of_run(finished_run, tmp_path)
     before = json.loads((run_dir / "metrics.json").read_text())
+    mining = (run_dir / "mining.json").read_text()
     for name in ("COMPLETE", "metrics.json", "similarities.json", "report.md"):
         (run_dir / name).unlink()
     result = run_script("train_embed.py", "--resume", str(run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Training had finished" in result.stderr
+    assert (run_dir / "mining.json").read_text() == mining  # reused triplets keep their own diagnostics
     after = json.loads((run_dir / "metrics.json").read_text())
     assert after["final"] == before["final"] and after["baseline"] == before["baseline"]
     assert after["training"]["global_step"] == before["training"]["global_step"]
@@ -150,6 +155,23 @@ def test_report_is_written_and_rebuilt_by_the_report_command(finished_run):
     result = run_script("report.py", str(run_dir))
     assert result.returncode == 0, result.stderr[-2000:]
     assert (run_dir / "loss.png").stat().st_size > 0
+
+
+def test_mining_diagnostics_are_written_plotted_reported_and_logged(finished_run):
+    output_dir, result = finished_run
+    run_dir = (output_dir / "latest").resolve()
+    mining = json.loads((run_dir / "mining.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    pairs = mining["pairs"]
+    assert pairs["total"] == metrics["data"]["train_pairs"] == 64
+    assert pairs["kept"] + pairs["without_negative"] + pairs["too_few_negatives"] == pairs["total"]
+    assert mining["negatives"] == metrics["data"]["train_triplets"]  # one negative per triplet
+    assert mining["scores"]["query_positive"]["count"] == 64
+    assert sum(mining["scores"]["query_negative"]["histogram"]) == mining["negatives"]
+    assert (run_dir / "mining.png").stat().st_size > 1000
+    report = (run_dir / "report.md").read_text()
+    assert "## Mining" in report and "](mining.png)" in report
+    assert f"Mining: {pairs['kept']} of 64 pairs kept, negatives score" in result.stderr
 
 
 def test_tensorboard_events_hold_loss_learning_rate_and_eval_metrics(finished_run):

@@ -93,6 +93,7 @@ def test_unknown_key_suggests_the_closest(tmp_path, text, expected):
         ("test_size: 1.5\n", "'test_size' as a fraction must lie in (0, 1)"),
         ("mining:\n  range_min: 50\n  range_max: 10\n", "must be smaller than 'mining.range_max'"),
         ("mining:\n  num_negatives: 20\n  range_max: 10\n", "exceeds the candidate window"),
+        ("mining:\n  num_negatives: -1\n", "'mining.num_negatives' must be 0 (in-batch negatives only) or more"),
         ("training:\n  fp16: true\n  bf16: true\n", "both true"),
         ("mining: 3\n", "'mining' must be a section"),
         ("evaluation:\n  max_pool: 0\n", "'evaluation.max_pool' must be greater than 0, or null for the whole pool"),

@@ -95,3 +95,218 @@ def scale_results(
         "global_step": metrics["training"]["global_step"],
         "wall_seconds": round(wall_seconds, 1),
     }
+
+
+QUALITY_METRICS = ("ndcg@10", "mrr@10", "recall@10", "triplet_accuracy")
+ABLATION_METRICS = ("ndcg@10", "mrr@10", "recall@10")
+DEFAULT_RECIPE = "default"  # the recipe with no overrides: what every other recipe is compared with
+SET_BY_BENCHMARK = ("output_dir", "run_name", "seed", "dataset_name")
+
+
+def load_recipes(path: str | Path) -> dict[str, list[str]]:
+    """An ablation's recipes, ``name: {config.key: value, ...}`` in a YAML file, as ``key=value`` overrides.
+
+    Raises:
+        ConfigError: the file cannot be read, is not a mapping of mappings, or sets a key the benchmark sets itself.
+    """
+    import yaml
+
+    from embedft.errors import ConfigError
+
+    path = Path(path)
+    try:
+        recipes = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the recipes {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(recipes, dict) or not recipes:
+        raise ConfigError(f"{path} must map recipe names to config overrides, e.g. 'margin: {{mining.margin: 0.1}}'")
+    overrides = {}
+    for name, keys in recipes.items():
+        keys = keys or {}
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{path}: recipe '{name}' must map config keys to values, got {keys!r}")
+        fixed = [key for key in keys if key in SET_BY_BENCHMARK]
+        if fixed:
+            raise ConfigError(f"{path}: recipe '{name}' sets {', '.join(fixed)}, which the benchmark sets itself")
+        overrides[str(name)] = [
+            f"{key}={yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix('...').strip()}"
+            for key, value in keys.items()
+        ]
+    return overrides
+
+
+def run_training_job(
+    config_path: str, data: str, seed: int, output_dir: Path, run_name: str, overrides: list[str]
+) -> dict[str, Any]:
+    """One ordinary run of scripts/train_embed.py in its own process (its folder, metrics.json and report are kept).
+
+    Returns:
+        The row the benchmark tables read: baseline, final (and final_dev), timings, steps and wall seconds.
+
+    Raises:
+        EmbedftError: the run failed (its own output says why).
+    """
+    import subprocess
+    import sys
+
+    from embedft.errors import EmbedftError
+    from embedft.report import read_metrics
+
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve().parents[2] / "scripts" / "train_embed.py"),
+        "--config",
+        config_path,
+        f"dataset_name={data}",
+        f"seed={seed}",
+        f"output_dir={output_dir}",
+        f"run_name={run_name}",
+        *overrides,
+    ]
+    print(f"== {run_name}: {' '.join(command)}", flush=True)
+    started = time.perf_counter()
+    if subprocess.run(command).returncode != 0:
+        raise EmbedftError(f"the run {run_name} failed (see its output above)")
+    metrics = read_metrics(output_dir / run_name / "metrics.json")
+    return {
+        "seed": seed,
+        "baseline": metrics["baseline"],
+        "final": metrics["final"],
+        **({"final_dev": metrics["final_dev"]} if "final_dev" in metrics else {}),
+        "data": metrics["data"],
+        "timings": metrics["timings"],
+        "global_step": metrics["training"]["global_step"],
+        "loss": metrics["training"].get("loss"),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def seeds_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per run (recipe and seed), baseline -> final per metric, and the wall time."""
+    header = "| run | " + " | ".join(f"{m} baseline | {m} final" for m in QUALITY_METRICS) + " | wall time |"
+    lines = [header, "| " + " | ".join(["---"] * (2 * len(QUALITY_METRICS) + 2)) + " |"]
+    for row in rows:
+        cells = [
+            f"{row['baseline'].get(m, float('nan')):.4f} | {row['final'].get(m, float('nan')):.4f}"
+            for m in QUALITY_METRICS
+        ]
+        name = f"{row['recipe']} seed {row['seed']}" if "recipe" in row else f"seed {row['seed']}"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['seconds'] / 60:.1f} min |")
+    return "\n".join(lines)
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Mean and half the range between seeds: ``mean +- half_range`` covers every seed's value."""
+    return {"mean": float(np.mean(values)), "half_range": (max(values) - min(values)) / 2}
+
+
+def recipe_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per recipe, in the order first run: final test metrics, the final model's dev NDCG@10 (when the runs held
+    out dev questions), mining and training minutes, optimizer steps, over its seeds."""
+    summary = []
+    for recipe in dict.fromkeys(row["recipe"] for row in rows):
+        runs = [row for row in rows if row["recipe"] == recipe]
+        entry: dict[str, Any] = {"recipe": recipe, "seeds": [row["seed"] for row in runs]}
+        for metric in ABLATION_METRICS:
+            entry[metric] = spread([row["final"][metric] for row in runs])
+        if all("final_dev" in row for row in runs):
+            entry["dev_ndcg@10"] = spread([row["final_dev"]["ndcg@10"] for row in runs])
+        entry["mining_minutes"] = float(np.mean([row["timings"]["mining_seconds"] for row in runs])) / 60
+        entry["training_minutes"] = float(np.mean([row["timings"]["training_seconds"] for row in runs])) / 60
+        entry["steps"] = int(np.mean([row["global_step"] for row in runs]))
+        summary.append(entry)
+    return summary
+
+
+def choose_recipe(summary: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best recipe by the dev questions' NDCG@10 (test NDCG@10 when no run held out dev questions), and whether
+    it beats :data:`DEFAULT_RECIPE` by more than the two recipes' spreads between seeds together."""
+    key = "dev_ndcg@10" if all("dev_ndcg@10" in entry for entry in summary) else "ndcg@10"
+    best = max(summary, key=lambda entry: entry[key]["mean"])
+    choice = {"chosen_on": "dev" if key == "dev_ndcg@10" else "test", "best": best["recipe"]}
+    default = next((entry for entry in summary if entry["recipe"] == DEFAULT_RECIPE), None)
+    if default is not None and best is not default:
+        gain = best[key]["mean"] - default[key]["mean"]
+        noise = best[key]["half_range"] + default[key]["half_range"]
+        choice.update(gain_over_default=gain, seed_spread=noise, beats_default=gain > noise)
+    return choice
+
+
+def ablation_table(summary: list[dict[str, Any]], choice: dict[str, Any]) -> str:
+    """Markdown: one row per recipe with mean +- half-range over seeds, then which recipe the dev questions pick."""
+    has_dev = all("dev_ndcg@10" in entry for entry in summary)
+    header = (
+        "| recipe | seeds | "
+        + " | ".join(f"test {m}" for m in ABLATION_METRICS)
+        + (" | dev ndcg@10" if has_dev else "")
+        + " | mining | training | steps |"
+    )
+    lines = [header, "| " + " | ".join(["---"] * (len(ABLATION_METRICS) + 5 + has_dev)) + " |"]
+
+    def cell(value: dict[str, float]) -> str:
+        return f"{value['mean']:.4f} ± {value['half_range']:.4f}"
+
+    for entry in summary:
+        cells = [cell(entry[m]) for m in ABLATION_METRICS] + ([cell(entry["dev_ndcg@10"])] if has_dev else [])
+        lines.append(
+            f"| {entry['recipe']} | {len(entry['seeds'])} | "
+            + " | ".join(cells)
+            + f" | {entry['mining_minutes']:.1f} min | {entry['training_minutes']:.1f} min | {entry['steps']} |"
+        )
+    verdict = f"\nBest on the {choice['chosen_on']} questions: **{choice['best']}**"
+    if "beats_default" in choice:
+        verdict += (
+            f", {choice['gain_over_default']:+.4f} NDCG@10 over {DEFAULT_RECIPE} against a seed spread of "
+            f"{choice['seed_spread']:.4f}: "
+            + ("it beats the default." if choice["beats_default"] else "within the spread, so the default stays.")
+        )
+    return "\n".join(lines) + "\n" + verdict
+
+
+def run_quality_benchmark(
+    data: str,
+    config_path: str,
+    seeds: list[int],
+    output_dir: Path,
+    overrides: list[str],
+    recipes: dict[str, list[str]] | None = None,
+) -> tuple[Path, str]:
+    """Every recipe (none: the config alone) over every seed on one data set; ``results.json`` and ``results.md``
+    in a new time-stamped folder are rewritten after each run, so a stopped benchmark keeps what it finished.
+
+    Returns:
+        The results folder and its Markdown table.
+    """
+    import platform
+    from datetime import datetime
+
+    from embedft.errors import ConfigError
+    from embedft.report import write_json
+
+    fixed = [item for item in overrides if item.split("=", 1)[0] in SET_BY_BENCHMARK]
+    if fixed:
+        raise ConfigError(f"{', '.join(fixed)}: the benchmark sets these itself (use --output-dir, --seeds, --data)")
+    folder = Path(output_dir) / datetime.now().strftime("%Y%m%d-%H%M%S")
+    rows: list[dict[str, Any]] = []
+    table = ""
+    for recipe, recipe_overrides in (recipes or {None: []}).items():
+        for seed in seeds:
+            run_name = f"{recipe}-seed{seed}" if recipe else f"seed{seed}"
+            row = run_training_job(config_path, data, seed, folder, run_name, [*overrides, *recipe_overrides])
+            rows.append({"recipe": recipe, **row} if recipe else row)
+            table = seeds_table(rows)
+            summary = {
+                "data": data,
+                "config": config_path,
+                "overrides": overrides,
+                "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
+                "runs": rows,
+            }
+            if recipes:
+                summary["recipes"] = recipes
+                summary["summary"] = recipe_summary(rows)
+                summary["choice"] = choose_recipe(summary["summary"])
+                table = ablation_table(summary["summary"], summary["choice"]) + "\n\n" + table
+            write_json(folder / "results.json", summary)
+            (folder / "results.md").write_text(table + "\n", encoding="utf-8")
+    return folder, table

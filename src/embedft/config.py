@@ -38,7 +38,14 @@ def _option(default: Any, help: str, **kwargs: Any) -> Any:
 class MiningConfig:
     """Hard-negative mining with ``sentence_transformers.util.mine_hard_negatives`` and a separate mining model."""
 
-    num_negatives: int = _option(1, "Hard negatives mined per training pair (each becomes one triplet).")
+    num_negatives: int = _option(
+        1,
+        "Hard negatives mined per training pair. 1: (query, answer, negative) triplets; more: one (query, answer, "
+        "negative_1, ..., negative_k) row per pair, the extra columns extra negatives for the loss, and a pair that "
+        "got fewer than num_negatives is left out (mine_hard_negatives' n-tuple format; the log and mining.json "
+        "count them). 0: no training mining, the other answers of each batch are the only negatives (in-batch "
+        "negatives; evaluation negatives are still mined).",
+    )
     batch_size: int = _option(512, "Batch size with which the mining model encodes texts.")
     margin: float | None = _option(
         0.0,
@@ -66,8 +73,9 @@ class MiningConfig:
     )
     exact_search_limit: int | None = _option(
         200_000,
-        "Pools of up to this many documents are searched exactly; larger ones with an approximate faiss IVF index "
-        "(see docs/benchmarks.md for its candidate recall). null: always exact.",
+        "Pools of up to this many documents are searched exactly; larger ones with an approximate faiss index (IVF "
+        "with 4-bit PQ fast scan and exact re-scoring; its candidate recall is in docs/benchmarks.md). null: always "
+        "exact.",
     )
     device: str = _option("cpu", "Device of the mining model; the CPU keeps the GPU's memory for training.")
 
@@ -95,6 +103,27 @@ class TrainingConfig:
     save_total_limit: int | None = _option(2, "Keep at most this many checkpoints (the newest); null keeps all.")
     report_to: list[str] = _option(["tensorboard"], "Trainer loggers: [tensorboard] or [] for none.")
     dataloader_num_workers: int = _option(0, "Worker processes that prepare batches (0: in the main process).")
+    loss: Literal["mnrl", "cached_mnrl", "gist", "cached_gist", "symmetric"] = _option(
+        "mnrl",
+        "Training loss; each ranks a query's answer above the batch's other answers and the mined negatives, "
+        "similarities divided by temperature. 'mnrl': MultipleNegativesRankingLoss. 'cached_mnrl': its GradCache "
+        "form, a large batch_size in the memory of mini_batch_size. 'gist': GISTEmbedLoss, a frozen guide_model "
+        "drops in-batch negatives it scores above the positive (likely false negatives). 'cached_gist': both. "
+        "'symmetric': MNRL from question to answer and from answer to question.",
+    )
+    mini_batch_size: int = _option(
+        32, "Texts per forward pass of cached_mnrl and cached_gist: memory follows it, not batch_size."
+    )
+    guide_model: Literal["base", "mining"] = _option(
+        "base",
+        "Guide of the gist losses, frozen on the training device: 'base' (a second, untrained copy of model_name) or "
+        "'mining' (mining_model_name; a static model cannot guide).",
+    )
+    matryoshka_dims: list[int] = _option(
+        [],
+        "Also train embeddings truncated to these sizes (MatryoshkaLoss around the loss), e.g. [256, 128, 64]; the "
+        "full size is always trained too. []: off.",
+    )
 
 
 @dataclass
@@ -199,12 +228,12 @@ class RunConfig:
     )
     # Optimisation
     num_epochs: float = _option(3, "Passes over the mined training triplets.")
-    batch_size: int = _option(32, "Triplets per training batch (MNRL's in-batch negatives grow with it).")
+    batch_size: int = _option(32, "Training rows per batch (every loss's in-batch negatives grow with it).")
     learning_rate: float = _option(3e-5, "Peak learning rate of AdamW.")
     weight_decay: float = _option(0.01, "AdamW weight decay.")
     warmup_ratio: float = _option(0.1, "Fraction of training steps with linear learning-rate warm-up.")
     temperature: float = _option(
-        0.05, "MNRL temperature: similarities are divided by it (scale = 1/temperature); lower is sharper."
+        0.05, "Loss temperature: similarities are divided by it (MNRL's scale = 1/temperature); lower is sharper."
     )
     device: str | None = _option(
         None,
@@ -422,13 +451,13 @@ def validate(config: RunConfig) -> None:
         "batch_size": config.batch_size,
         "learning_rate": config.learning_rate,
         "temperature": config.temperature,
-        "mining.num_negatives": config.mining.num_negatives,
         "mining.batch_size": config.mining.batch_size,
         "mining.chunk_size": config.mining.chunk_size,
         "training.eval_steps": config.training.eval_steps,
         "training.save_steps": config.training.save_steps,
         "training.logging_steps": config.training.logging_steps,
         "training.max_steps": config.training.max_steps,
+        "training.mini_batch_size": config.training.mini_batch_size,
         "evaluation.batch_size": config.evaluation.batch_size,
     }
     for key, value in positive.items():
@@ -441,9 +470,13 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"'training.dataloader_num_workers' must be 0 or more, got {workers}")
     if config.sample_size is not None and config.sample_size <= 0:
         raise ConfigError(f"'sample_size' must be greater than 0 or null (all pairs), got {config.sample_size}")
-    for dim in config.evaluation.matryoshka_dims:
-        if dim < 1:
-            raise ConfigError(f"'evaluation.matryoshka_dims' must hold positive sizes, got {dim}")
+    for key, dims in (
+        ("evaluation.matryoshka_dims", config.evaluation.matryoshka_dims),
+        ("training.matryoshka_dims", config.training.matryoshka_dims),
+    ):
+        for dim in dims:
+            if dim < 1:
+                raise ConfigError(f"'{key}' must hold positive sizes, got {dim}")
     if config.evaluation.similarity_sample < 0:
         raise ConfigError("'evaluation.similarity_sample' must be 0 or more")
     for key, bound, meaning in (
@@ -466,6 +499,19 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("'training.fp16' and 'training.bf16' are both true: choose one (bf16 where the GPU has it)")
     if config.training.save_total_limit is not None and config.training.save_total_limit < 1:
         raise ConfigError("'training.save_total_limit' must be at least 1, or null to keep every checkpoint")
+    if config.training.loss == "gist" and config.mining.num_negatives > 1:
+        raise ConfigError(
+            f"'training.loss' gist takes one negative per row and mining.num_negatives is "
+            f"{config.mining.num_negatives}: use cached_gist, which takes any number, or mining.num_negatives: 1"
+        )
+    guide_key = "model_name" if config.training.guide_model == "base" else "mining_model_name"
+    if config.training.loss in ("gist", "cached_gist") and getattr(config, guide_key).startswith("static:"):
+        # Caught here, before mining, for static: names; a hub static model is refused once loaded (load_guide).
+        fix = "set training.guide_model: base" if guide_key == "mining_model_name" else "use training.loss: mnrl"
+        raise ConfigError(
+            f"'training.loss' {config.training.loss} needs a guide with a transformers tokenizer, and {guide_key} "
+            f"(training.guide_model: {config.training.guide_model}) is a static model: {fix}"
+        )
     unknown_loggers = set(config.training.report_to) - {"tensorboard"}
     if unknown_loggers:
         raise ConfigError(f"'training.report_to' supports only 'tensorboard', got {sorted(unknown_loggers)}")
@@ -474,6 +520,10 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(
             f"'mining.exact_search_limit' must be 0 or more (0: always approximate), or null; got "
             f"{mining.exact_search_limit}"
+        )
+    if mining.num_negatives < 0:
+        raise ConfigError(
+            f"'mining.num_negatives' must be 0 (in-batch negatives only) or more, got {mining.num_negatives}"
         )
     if mining.range_min < 0:
         raise ConfigError(f"'mining.range_min' must be 0 or more, got {mining.range_min}")

@@ -94,7 +94,7 @@ def mine_stage(
     from datasets import concatenate_datasets
 
     from embedft.data import ANSWER, QUERY
-    from embedft.mining import load_triplets, mine_evaluation_triplets, mine_training_triplets, save_triplets
+    from embedft.mining import load_triplets, mine_evaluation_triplets, mine_training_set, save_triplets
     from embedft.report import read_metrics, write_json
 
     splits = [name for name in ("train", "test", "dev") if name in data.splits]
@@ -106,6 +106,8 @@ def mine_stage(
             )
         if all(files.triplets(name).is_file() for name in splits):
             logger.info("Reusing the mined triplets in %s", files.data_dir)
+            if not files.mining.is_file() and config.mining.num_negatives > 0:  # stopped before the diagnostics
+                logger.warning("%s is missing: this run's mining diagnostics were not recorded", files.mining)
             return MinedTriplets(**{name: load_triplets(files.triplets(name)) for name in splits})
     write_json(files.split, data.fingerprint)
     # Test and dev questions in one call, so the whole pool is encoded once for both.
@@ -125,7 +127,13 @@ def mine_stage(
         mined[name] = together.select([i for i, query in enumerate(together[QUERY]) if query in questions])
     for name, triplets in mined.items():
         save_triplets(triplets, files.triplets(name))
-    mined["train"] = mine_training_triplets(
+    if config.mining.num_negatives == 0:
+        # In-batch negatives only: the loss takes the other answers of each batch; nothing to mine for training.
+        mined["train"] = data.splits["train"].select_columns([QUERY, ANSWER])
+        save_triplets(mined["train"], files.triplets("train"))
+        logger.info("mining.num_negatives is 0: training on (query, answer) pairs with in-batch negatives only")
+        return MinedTriplets(**mined)
+    training = mine_training_set(
         data.splits["train"],
         mining_model,
         config.mining,
@@ -135,6 +143,10 @@ def mine_stage(
         path=files.triplets("train"),
         texts=data.corpus,
     )
+    mined["train"] = training.triplets
+    if files.mining.is_file():  # only when the cached triplets were removed by hand: say what is replaced
+        logger.warning("Replacing %s with the diagnostics of the triplets mined now", files.mining)
+    write_json(files.mining, training.diagnostics.to_dict())
     return MinedTriplets(**mined)
 
 
@@ -187,12 +199,20 @@ def train_stage(
 ) -> TrainingResult:
     """Train and save the final model; after a crash, continue from the last checkpoint, and when the final
     model was already saved, only read back what the training reported."""
-    from embedft.training import history_from_checkpoint, last_checkpoint, save_model_atomically, train_model
+    from embedft.training import (
+        history_from_checkpoint,
+        last_checkpoint,
+        load_guide,
+        save_model_atomically,
+        train_model,
+    )
 
     if files.final_model.is_dir():
         logger.info("Training had finished: using the saved %s", files.final_model)
         return history_from_checkpoint(last_checkpoint(files.checkpoints))
     checkpoint = last_checkpoint(files.checkpoints) if resumed else None
+    # The gist losses' frozen guide (the mining model was released after mining: loaded again, on this device).
+    guide = load_guide(config, device)
     result = train_model(
         model,
         train_triplets,
@@ -203,6 +223,7 @@ def train_stage(
         device,
         str(files.tensorboard) if "tensorboard" in config.training.report_to else None,
         resume_from_checkpoint=checkpoint,
+        guide=guide,
     )
     if checkpoint is not None:
         result.resumed_from_step = int(Path(checkpoint).name.rsplit("-", 1)[-1])
@@ -277,9 +298,9 @@ def run_stages(config: RunConfig, resume: str | None, stack: ExitStack) -> tuple
 
     from embedft.data import prepare_data
     from embedft.embeddings import EmbeddingCache
-    from embedft.evaluation import check_matryoshka_dims, evaluation_set, evaluator_for_set
+    from embedft.evaluation import check_matryoshka_dims, evaluate, evaluation_set, evaluator_for_set
     from embedft.models import load_configured_model, resolve_device, warn_if_truncated
-    from embedft.training import peak_rss_gib
+    from embedft.training import matryoshka_training_dims, peak_rss_gib
 
     timings: dict[str, float] = {}
     peak_memory: dict[str, float] = {}  # the process's peak resident memory (GiB) at the end of each stage
@@ -298,6 +319,7 @@ def run_stages(config: RunConfig, resume: str | None, stack: ExitStack) -> tuple
     mining_model = load_configured_model(config, config.mining_model_name, mining_device, "mining_model_name")
     dimension = model.get_embedding_dimension()
     check_matryoshka_dims(config.evaluation.matryoshka_dims, dimension)
+    matryoshka_training_dims(config.training.matryoshka_dims, dimension)  # refused before any run folder exists
     warn_if_truncated(model, data.corpus)
     timings["models_seconds"] = time.perf_counter() - stage_started
     peak_memory["models"] = peak_rss_gib()
@@ -322,7 +344,17 @@ def run_stages(config: RunConfig, resume: str | None, stack: ExitStack) -> tuple
     del mining_model
     timings["mining_seconds"] = time.perf_counter() - stage_started
     peak_memory["mining"] = peak_rss_gib()
-    logger.info("%d training and %d evaluation triplets", len(triplets.train), len(triplets.test))
+    # One negative: (query, answer, negative) triplets; more: (query, answer, negative_1..negative_k) rows.
+    negatives_per_row = len(triplets.train.column_names) - 2
+    if negatives_per_row > 1:
+        logger.info(
+            "%d training rows of %d negatives and %d evaluation triplets",
+            len(triplets.train),
+            negatives_per_row,
+            len(triplets.test),
+        )
+    else:
+        logger.info("%d training and %d evaluation triplets", len(triplets.train), len(triplets.test))
 
     stage_started = time.perf_counter()
     # Baseline and final: every test question against the whole pool (or bounded, with evaluation.final_pool).
@@ -358,22 +390,31 @@ def run_stages(config: RunConfig, resume: str | None, stack: ExitStack) -> tuple
     final_cache = EmbeddingCache(files.embeddings)
     final_evaluator = evaluator_for_set(config, test_set, dimension, final_cache)
     final, final_similarities = score(final_model, final_evaluator, test_set.triplets, config, final_cache)
+    # The dev questions, scored as during training: what a choice between recipes is made on (bench-ablation).
+    final_dev = evaluate(final_model, step_evaluator) if step_split == "dev" else None
     timings["final_eval_seconds"] = time.perf_counter() - stage_started
     peak_memory["final_eval"] = peak_rss_gib()
     timings["total_seconds"] = time.perf_counter() - started
 
-    training = {"global_step": result.global_step, "train_loss": result.train_loss, "device": device}
+    training = {
+        "global_step": result.global_step,
+        "train_loss": result.train_loss,
+        "device": device,
+        "loss": config.training.loss,
+    }
     if result.resumed_from_step is not None:
         training["resumed_from_step"] = result.resumed_from_step
     metrics = {
         "baseline": baseline,
         "final": final,
+        **({"final_dev": final_dev} if final_dev is not None else {}),
         "history": result.history,
         "evaluation": evaluation_protocol(test_set.record(), step_set.record()),
         "training": training,
         "data": {
             **data.counts(),
-            "train_triplets": len(triplets.train),
+            "train_triplets": len(triplets.train),  # training rows: triplets, or n-tuples with more negatives
+            **({"train_negatives_per_row": negatives_per_row} if negatives_per_row > 1 else {}),
             "eval_triplets": len(triplets.test),
             **({"dev_triplets": len(triplets.dev)} if triplets.dev is not None else {}),
         },

@@ -1,4 +1,5 @@
-"""Contrastive training: MultipleNegativesRankingLoss, the no-duplicates batch sampler, SentenceTransformerTrainer."""
+"""Contrastive training: the configured in-batch-negatives loss (MNRL, GradCache, GISTEmbed, symmetric, Matryoshka),
+the no-duplicates batch sampler, SentenceTransformerTrainer."""
 
 from __future__ import annotations
 
@@ -12,18 +13,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedft.config import RunConfig
-from embedft.errors import OutputError, TrainingError, first_line
+from embedft.errors import ConfigError, OutputError, TrainingError, first_line
 from embedft.evaluation import standard_metrics
-from embedft.models import column_tasks, resolve_precision, training_prompts
+from embedft.models import column_tasks, load_configured_model, resolve_precision, training_prompts
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from datasets import Dataset
     from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
     from sentence_transformers.sentence_transformer import SentenceTransformer, SentenceTransformerTrainingArguments
+    from torch import nn
 
 logger = logging.getLogger(__name__)
+
+# The losses whose in-batch negatives a guide model filters (GISTEmbed).
+GUIDED_LOSSES = ("gist", "cached_gist")
 
 
 @dataclass
@@ -105,7 +110,7 @@ def build_training_arguments(
         fp16=fp16,
         bf16=bf16,
         **{checkpointing: training.gradient_checkpointing},
-        # MNRL uses the other pairs of a batch as negatives: a duplicate text would be its own negative.
+        # Every loss uses the other pairs of a batch as negatives: a duplicate text would be its own negative.
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         eval_strategy="steps" if has_evaluator and training.eval_steps is not None else "no",
         eval_steps=training.eval_steps,
@@ -137,6 +142,123 @@ def router_mapping(model: SentenceTransformer | None, columns: Sequence[str] | N
     return column_tasks(columns)
 
 
+def is_static(model: SentenceTransformer) -> bool:
+    """True for a model that embeds with a StaticEmbedding (token lookup, no transformers tokenizer)."""
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+
+    return any(isinstance(module, StaticEmbedding) for module in model.modules())
+
+
+def load_guide(config: RunConfig, device: str) -> SentenceTransformer | None:
+    """The frozen guide model of the gist losses, on the training device; None for the other losses.
+
+    ``training.guide_model: base`` loads a second, untrained copy of ``model_name`` (the model being trained must not
+    guide itself); ``mining`` loads ``mining_model_name``. Both load as the main model does (cache folder, prompts,
+    ``max_seq_length``); GISTEmbedLoss re-tokenizes the texts for a guide whose tokenizer differs.
+
+    Raises:
+        ConfigError: the guide is a static embedding model, which GISTEmbedLoss cannot use.
+        ModelError: the guide cannot be loaded.
+    """
+    training = config.training
+    if training.loss not in GUIDED_LOSSES:
+        return None
+    key = "model_name" if training.guide_model == "base" else "mining_model_name"
+    name = getattr(config, key)
+    guide = load_configured_model(config, name, device, key)
+    if is_static(guide):
+        fix = "set training.guide_model: base" if key == "mining_model_name" else "use training.loss: mnrl"
+        raise ConfigError(
+            f"'training.loss' {training.loss} needs a guide with a transformers tokenizer, and the guide "
+            f"({key} '{name}', training.guide_model: {training.guide_model}) is a static embedding model: {fix}"
+        )
+    guide.requires_grad_(False)  # the trainer's optimizer takes every parameter of the loss that requires a gradient
+    guide.eval()
+    logger.info("Guide of the %s loss: %s (%s), frozen", training.loss, name, key)
+    return guide
+
+
+def matryoshka_training_dims(dims: Sequence[int], dimension: int | None) -> list[int]:
+    """The sizes MatryoshkaLoss trains: ``dims`` plus the model's full ``dimension``, largest first.
+
+    Raises:
+        ConfigError: a size larger than the model's embeddings.
+    """
+    for dim in dims:
+        if dimension is not None and dim > dimension:
+            raise ConfigError(f"'training.matryoshka_dims' has {dim}, larger than the model's {dimension} dimensions")
+    return sorted({*dims, *([dimension] if dimension is not None else [])}, reverse=True)
+
+
+def build_loss(
+    model: SentenceTransformer,
+    config: RunConfig,
+    guide: SentenceTransformer | None = None,
+    columns: Sequence[str] | None = None,
+) -> nn.Module:
+    """The loss ``training.loss`` names, wrapped in MatryoshkaLoss when ``training.matryoshka_dims`` is set.
+
+    Every loss takes the (query, answer, negative...) columns as they are and contrasts each query's answer with the
+    batch's other answers and all the negatives, cosine similarities divided by ``temperature`` (MNRL's
+    scale = 1/temperature, GISTEmbed's temperature). The cached losses embed ``training.mini_batch_size`` texts at a
+    time (GradCache), so the batch, and with it the number of negatives, can grow beyond what fits in memory.
+
+    Args:
+        model: the model to train.
+        config: the run configuration.
+        guide: the frozen guide of the gist losses (:func:`load_guide`); ignored by the others.
+        columns: the training dataset's columns, to refuse a layout the loss cannot take (None: not checked).
+
+    Returns:
+        The loss module, ready for SentenceTransformerTrainer.
+
+    Raises:
+        ConfigError: the loss cannot train this model or these columns, or a Matryoshka size is too large.
+    """
+    from sentence_transformers.sentence_transformer import losses
+
+    name = config.training.loss
+    scale = 1.0 / config.temperature
+    mini_batch_size = config.training.mini_batch_size
+    if name in GUIDED_LOSSES and guide is None:
+        raise ValueError(f"the {name} loss needs its guide model: pass guide=load_guide(config, device)")
+    if name == "gist" and columns is not None and len(columns) > 3:
+        raise ConfigError(
+            f"'training.loss' gist takes one negative per row, the training data has {len(columns) - 2}: use "
+            "cached_gist, which takes any number"
+        )
+    constructors: dict[str, Callable[[], nn.Module]] = {
+        "mnrl": lambda: losses.MultipleNegativesRankingLoss(model, scale=scale),
+        "cached_mnrl": lambda: losses.CachedMultipleNegativesRankingLoss(
+            model, scale=scale, mini_batch_size=mini_batch_size
+        ),
+        # What MultipleNegativesSymmetricRankingLoss does, in the form that replaced it (it is deprecated).
+        "symmetric": lambda: losses.MultipleNegativesRankingLoss(
+            model, scale=scale, directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction"
+        ),
+        "gist": lambda: losses.GISTEmbedLoss(model, guide, temperature=config.temperature),
+        "cached_gist": lambda: losses.CachedGISTEmbedLoss(
+            model, guide, temperature=config.temperature, mini_batch_size=mini_batch_size
+        ),
+    }
+    try:
+        loss = constructors[name]()
+    except ValueError as exc:  # e.g. a static embedding model, which the cached and gist losses cannot train
+        raise ConfigError(f"'training.loss' {name} cannot train this model: {first_line(exc)}") from None
+    if config.training.matryoshka_dims:
+        dims = matryoshka_training_dims(config.training.matryoshka_dims, model.get_embedding_dimension())
+        loss = losses.MatryoshkaLoss(model, loss, matryoshka_dims=dims)
+    return loss
+
+
+def text_columns(train_rows: Dataset, eval_rows: Dataset | None) -> list[str]:
+    """The training rows' columns, then any other column of the evaluation rows: with n-tuple training rows
+    (``negative_1..k``) the evaluation triplets' ``negative`` needs its document prompt and route as well."""
+    columns = list(train_rows.column_names)
+    extra = [column for column in (eval_rows.column_names if eval_rows is not None else []) if column not in columns]
+    return columns + extra
+
+
 def train_model(
     model: SentenceTransformer,
     train_triplets: Dataset,
@@ -147,8 +269,10 @@ def train_model(
     device: str,
     tensorboard_dir: str | None = None,
     resume_from_checkpoint: str | None = None,
+    guide: SentenceTransformer | None = None,
 ) -> TrainingResult:
-    """Fine-tune ``model`` in place with MultipleNegativesRankingLoss on (query, answer, negative) triplets.
+    """Fine-tune ``model`` in place with the configured loss (:func:`build_loss`) on (query, answer, negative...)
+    rows.
 
     Args:
         model: the main model, already on ``device``.
@@ -161,14 +285,15 @@ def train_model(
         tensorboard_dir: where TensorBoard event files go when ``training.report_to`` has tensorboard.
         resume_from_checkpoint: a checkpoint folder to continue from (model, optimizer, scheduler, RNG and the
             position in the data), so the run ends at the same total step count.
+        guide: the frozen guide model the gist losses need (:func:`load_guide`); None for the other losses.
 
     Raises:
+        ConfigError: the configured loss cannot train this model or data (see :func:`build_loss`).
         TrainingError: the loss stopped being finite; the checkpoints written before that step are kept.
 
     Returns:
         The final step, the mean training loss and the per-step history.
     """
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import set_seed
 
     set_seed(config.seed)
@@ -176,9 +301,14 @@ def train_model(
         # transformers 5's TensorBoardCallback takes its folder from this variable, not from the arguments.
         os.environ["TENSORBOARD_LOGGING_DIR"] = tensorboard_dir
     args = build_training_arguments(
-        config, checkpoint_dir, device, evaluator is not None, model, columns=train_triplets.column_names
+        config,
+        checkpoint_dir,
+        device,
+        evaluator is not None,
+        model,
+        columns=text_columns(train_triplets, eval_triplets),
     )
-    loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
+    loss = build_loss(model, config, guide, columns=train_triplets.column_names)
     trainer = finite_loss_trainer_class()(
         model=model,
         args=args,
