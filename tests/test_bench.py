@@ -130,6 +130,7 @@ def test_the_default_changes_only_when_a_recipe_beats_it_by_more_than_the_seed_s
     def entry(name, mean, half_range):
         return {
             "recipe": name,
+            "seeds": [12, 13],
             "ndcg@10": {"mean": 0.5, "half_range": 0.0},
             "dev_ndcg@10": {"mean": mean, "half_range": half_range},
         }
@@ -139,3 +140,5 @@ def test_the_default_changes_only_when_a_recipe_beats_it_by_more_than_the_seed_s
     clear = choose_recipe([entry("default", 0.80, 0.004), entry("better", 0.82, 0.003)])
     assert clear["beats_default"] and clear["gain_over_default"] == pytest.approx(0.02)
     assert "beats_default" not in choose_recipe([entry("default", 0.9, 0.0), entry("worse", 0.8, 0.0)])
+    one_seed = [{**entry("default", 0.80, 0.0), "seeds": [12]}, {**entry("better", 0.82, 0.0), "seeds": [12]}]
+    assert not choose_recipe(one_seed)["beats_default"]  # no spread to weigh the gain against

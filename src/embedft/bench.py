@@ -228,7 +228,9 @@ def choose_recipe(summary: list[dict[str, Any]]) -> dict[str, Any]:
     if default is not None and best is not default:
         gain = best[key]["mean"] - default[key]["mean"]
         noise = best[key]["half_range"] + default[key]["half_range"]
-        choice.update(gain_over_default=gain, seed_spread=noise, beats_default=gain > noise)
+        # One seed has no spread to measure the gain against: never a reason to change the default.
+        enough_seeds = min(len(best["seeds"]), len(default["seeds"])) >= 2
+        choice.update(gain_over_default=gain, seed_spread=noise, beats_default=enough_seeds and gain > noise)
     return choice
 
 
@@ -258,7 +260,11 @@ def ablation_table(summary: list[dict[str, Any]], choice: dict[str, Any]) -> str
         verdict += (
             f", {choice['gain_over_default']:+.4f} NDCG@10 over {DEFAULT_RECIPE} against a seed spread of "
             f"{choice['seed_spread']:.4f}: "
-            + ("it beats the default." if choice["beats_default"] else "within the spread, so the default stays.")
+            + (
+                "it beats the default."
+                if choice["beats_default"]
+                else "not beyond the spread (or a single seed), so the default stays."
+            )
         )
     return "\n".join(lines) + "\n" + verdict
 
