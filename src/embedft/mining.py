@@ -561,18 +561,9 @@ class MinedTrainingSet:
     diagnostics: MiningDiagnostics
 
 
-def mine_training_triplets(
-    train: Dataset,
-    model: SentenceTransformer,
-    options: MiningConfig,
-    seed: int,
-    extra_documents: list[str] | None = None,
-    cache: EmbeddingCache | None = None,
-    path: Path | None = None,
-    texts: list[str] | None = None,
-) -> Dataset:
-    """:func:`mine_training_set`'s training rows alone (the same arguments)."""
-    return mine_training_set(train, model, options, seed, extra_documents, cache, path, texts).triplets
+def mine_training_triplets(*args: Any, **kwargs: Any) -> Dataset:
+    """:func:`mine_training_set`'s training rows alone; it takes the same arguments."""
+    return mine_training_set(*args, **kwargs).triplets
 
 
 def mine_training_set(
