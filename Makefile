@@ -25,7 +25,18 @@ BENCH_DIR ?= outputs/bench-quality
 RECIPES ?= configs/ablation.yaml
 ABLATION_DIR ?= outputs/bench-ablation
 N ?= 10000
+# Several processes (GPUs) through torchrun: NPROC per machine; NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT for several.
+NPROC ?= 1
+NNODES ?= 1
+NODE_RANK ?= 0
+MASTER_ADDR ?=
+MASTER_PORT ?=
 OUT ?= outputs/bench-scale/$(N)
+
+# One process: the script itself; more: every process runs it under torchrun (embedft.launch checks the layout).
+TRAIN_RUNNER = $(if $(filter-out 1,$(NPROC) $(NNODES)),$(PY) -m embedft.launch --nproc $(NPROC) --nnodes $(NNODES) \
+	--node-rank $(NODE_RANK) $(if $(MASTER_ADDR),--master-addr $(MASTER_ADDR)) \
+	$(if $(MASTER_PORT),--master-port $(MASTER_PORT)) --,$(PY))
 
 # eval/infer use the evaluated run's own config unless CONFIG is given on the command line or in the environment.
 CONFIG_IF_GIVEN = $(if $(filter command line environment environment override,$(origin CONFIG)),--config $(CONFIG))
@@ -50,8 +61,8 @@ setup: $(VENV)/.installed ## Create .venv and install embedft (torch first)
 setup-embed-dirs: $(VENV)/.installed ## Check the config and create output_dir (and cache_dir)
 	$(PY) scripts/show_config.py --make-dirs --config $(CONFIG) $(SET)
 
-train-embed: $(VENV)/.installed ## Mine hard negatives, train with MNRL, evaluate before/after (RESUME=run|latest)
-	$(PY) scripts/train_embed.py --config $(CONFIG) $(if $(RESUME),--resume $(RESUME)) $(SET)
+train-embed: $(VENV)/.installed ## Mine hard negatives, train with MNRL, evaluate before/after (RESUME=run|latest, NPROC=N)
+	$(TRAIN_RUNNER) scripts/train_embed.py --config $(CONFIG) $(if $(RESUME),--resume $(RESUME)) $(SET)
 
 train-embed-tb: $(VENV)/.installed ## train-embed with TensorBoard serving the runs (TB_PORT=6006, RESUME)
 	@outdir=$$($(PY) scripts/show_config.py --config $(CONFIG) $(SET) --get output_dir) || exit 2; \
@@ -59,7 +70,7 @@ train-embed-tb: $(VENV)/.installed ## train-embed with TensorBoard serving the r
 	mkdir -p "$$outdir"; \
 	$(VENV)/bin/tensorboard --logdir "$$outdir" --port "$$port" --bind_all >"$$outdir/tensorboard-server.log" 2>&1 & \
 	echo "TensorBoard: http://localhost:$$port/ (pid $$!, log $$outdir/tensorboard-server.log; stop with: kill $$!)"; \
-	$(PY) scripts/train_embed.py --config $(CONFIG) $(if $(RESUME),--resume $(RESUME) $(SET),$(SET) training.report_to=[tensorboard])
+	$(TRAIN_RUNNER) scripts/train_embed.py --config $(CONFIG) $(if $(RESUME),--resume $(RESUME) $(SET),$(SET) training.report_to=[tensorboard])
 
 eval-embed: $(VENV)/.installed ## Evaluate a model (MODEL=path, default: latest run's final model)
 	$(PY) scripts/eval_embed.py $(if $(MODEL),--model $(MODEL)) $(CONFIG_IF_GIVEN) $(SET)

@@ -37,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     from embedft.pipeline import train_embed
     from embedft.report import format_summary
 
-    run_dir, metrics = train_embed(config, resume=args.resume)
-    print(format_summary(metrics, run_dir), flush=True)
+    finished = train_embed(config, resume=args.resume)
+    if finished is not None:  # None: a torchrun process other than rank 0, which reports nothing
+        run_dir, metrics = finished
+        print(format_summary(metrics, run_dir), flush=True)
     return 0
 
 

@@ -20,13 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from embedft import cli
+from embedft import cli, distributed
 from embedft.config import RunConfig, load_config, save_config
 from embedft.errors import OutputError
 from embedft.hub import use_offline_mode
 from embedft.outputs import RunFiles, find_resumable_run, lock_run
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from datasets import Dataset
     from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
     from sentence_transformers.sentence_transformer import SentenceTransformer
@@ -227,7 +229,8 @@ def train_stage(
     )
     if checkpoint is not None:
         result.resumed_from_step = int(Path(checkpoint).name.rsplit("-", 1)[-1])
-    save_model_atomically(model, files.final_model)  # a temporary folder, then renamed: never half-written
+    if distributed.is_main_process():  # under torchrun, rank 0 saves; the other ranks stop here
+        save_model_atomically(model, files.final_model)  # a temporary folder, then renamed: never half-written
     return result
 
 
@@ -270,29 +273,67 @@ def evaluation_protocol(final: dict[str, Any], during_training: dict[str, Any]) 
     }
 
 
-def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dict[str, Any]]:
+def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dict[str, Any]] | None:
     """The whole job: data, mining, baseline, training, final evaluation and the report.
+
+    Under torchrun (``make train-embed NPROC=N``) every process calls this; rank 0 runs the job and the others only
+    train with it (see :mod:`embedft.distributed`).
 
     Args:
         config: the run configuration (with ``resume``, only its ``output_dir`` is used).
         resume: a run folder or ``latest``: continue that interrupted run with its own saved config.
 
     Returns:
-        The run folder and its metrics (the contents of ``metrics.json``).
+        The run folder and its metrics (the contents of ``metrics.json``); None on the ranks other than 0.
     """
     with ExitStack() as stack:
-        return run_stages(config, resume, stack)
+        if not distributed.is_distributed():
+            return run_stages(config, resume, stack)
+        from embedft.models import resolve_device
+
+        group = distributed.start(resolve_device(config.device))
+        if not distributed.is_main_process():
+            train_with_main_process(distributed.receive_run(group))
+            return None
+        with distributed.main_process_preparation(group) as share:
+            return run_stages(config, resume, stack, share)
 
 
-def run_stages(config: RunConfig, resume: str | None, stack: ExitStack) -> tuple[Path, dict[str, Any]]:
+def train_with_main_process(shared: distributed.SharedRun) -> None:
+    """A rank other than 0: train on the triplets rank 0 mined, with its config and step evaluation set."""
+    if shared.outcome == "done":
+        return
+    from embedft.evaluation import evaluator_for_set
+    from embedft.mining import load_triplets
+    from embedft.models import load_configured_model, resolve_device
+
+    logging.getLogger().setLevel(logging.WARNING)  # rank 0 logs the run
+    config: RunConfig = shared.config
+    use_offline_mode(config.source_names)
+    files = RunFiles(Path(shared.run_dir))
+    device = distributed.process_device(resolve_device(config.device))
+    model = load_configured_model(config, config.model_name, device, "model_name")
+    step_evaluator = evaluator_for_set(config, shared.step_set, model.get_embedding_dimension())
+    train_triplets = load_triplets(files.triplets("train"))
+    train_stage(files, model, train_triplets, shared.step_set.triplets, step_evaluator, config, device, shared.resumed)
+
+
+def run_stages(
+    config: RunConfig,
+    resume: str | None,
+    stack: ExitStack,
+    share: Callable[[distributed.SharedRun], None] | None = None,
+) -> tuple[Path, dict[str, Any]]:
     """:func:`train_embed`'s stages; ``stack`` holds what must be released when the run ends (the run's lock, a
-    temporary embedding cache)."""
+    temporary embedding cache). Under torchrun, ``share`` hands the other ranks what they train with."""
     started = time.perf_counter()
     if resume is not None:
         files, config, lock = open_resumed_run(config.output_dir, resume)
         stack.enter_context(lock)
         cli.setup_logging(files.log)
         if files.metrics.is_file():
+            if share is not None:
+                share(distributed.SharedRun("done"))
             return files.run_dir, finish_scored_run(files, config.output_dir)
     use_offline_mode(config.source_names)
 
@@ -313,7 +354,7 @@ def run_stages(config: RunConfig, resume: str | None, stack: ExitStack) -> tuple
     peak_memory["data"] = peak_rss_gib()
 
     stage_started = time.perf_counter()
-    device = resolve_device(config.device)
+    device = distributed.process_device(resolve_device(config.device))
     mining_device = resolve_device(config.mining.device, "mining.device", for_training=False)
     model = load_configured_model(config, config.model_name, device, "model_name")
     mining_model = load_configured_model(config, config.mining_model_name, mining_device, "mining_model_name")
@@ -374,10 +415,15 @@ def run_stages(config: RunConfig, resume: str | None, stack: ExitStack) -> tuple
     step_split, step_triplets = ("dev", triplets.dev) if triplets.dev is not None else ("test", triplets.test)
     step_set = evaluation_set(config, data, step_triplets, step_split, during_training=True)
     step_evaluator = evaluator_for_set(config, step_set, dimension)
+    if share is not None:
+        outcome = "done" if files.final_model.is_dir() else "train"
+        share(distributed.SharedRun(outcome, str(files.run_dir), config, resume is not None, step_set))
     result = train_stage(
         files, model, triplets.train, step_set.triplets, step_evaluator, config, device, resumed=resume is not None
     )
     del model
+    if distributed.is_distributed():
+        distributed.use_all_cores()  # the other ranks have stopped: the final evaluation is rank 0's alone
     timings["training_seconds"] = time.perf_counter() - stage_started
     peak_memory["training"] = peak_rss_gib()
     if result.first_step_at is not None:
@@ -401,6 +447,10 @@ def run_stages(config: RunConfig, resume: str | None, stack: ExitStack) -> tuple
         "train_loss": result.train_loss,
         "device": device,
         "loss": config.training.loss,
+        # Processes that trained together; each took batch_size rows per step and, with several, scored its queries
+        # against every process's answers and negatives (global_batch rows).
+        "world_size": distributed.world_size(),
+        "global_batch": config.batch_size * distributed.world_size(),
     }
     if result.resumed_from_step is not None:
         training["resumed_from_step"] = result.resumed_from_step

@@ -3,6 +3,7 @@ the no-duplicates batch sampler, SentenceTransformerTrainer."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embedft import distributed
 from embedft.config import RunConfig
 from embedft.errors import ConfigError, OutputError, TrainingError, first_line
 from embedft.evaluation import standard_metrics
@@ -89,7 +91,6 @@ def build_training_arguments(
             module in it gets the query/document route of each column.
         columns: the training dataset's text columns; None means the mined (query, answer, negative) triplets.
     """
-    from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainingArguments
 
     training = config.training
@@ -111,7 +112,7 @@ def build_training_arguments(
         bf16=bf16,
         **{checkpointing: training.gradient_checkpointing},
         # Every loss uses the other pairs of a batch as negatives: a duplicate text would be its own negative.
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        batch_sampler=no_duplicates_batch_sampler(),
         eval_strategy="steps" if has_evaluator and training.eval_steps is not None else "no",
         eval_steps=training.eval_steps,
         save_strategy="steps",
@@ -128,6 +129,19 @@ def build_training_arguments(
         prompts=prompts,
         router_mapping=router_mapping(model, columns),
     )
+
+
+def no_duplicates_batch_sampler() -> Any:
+    """The trainer's ``batch_sampler``: sentence-transformers' no-duplicates sampler, and under torchrun its form
+    that gives every process as many full batches (:mod:`embedft.sampler`; a rank with one batch more than the
+    others would wait forever for them)."""
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    if not distributed.is_distributed():
+        return BatchSamplers.NO_DUPLICATES
+    from embedft.sampler import EvenNoDuplicatesBatchSampler
+
+    return functools.partial(EvenNoDuplicatesBatchSampler, num_replicas=distributed.world_size())
 
 
 def router_mapping(model: SentenceTransformer | None, columns: Sequence[str] | None = None) -> dict[str, str]:
@@ -220,6 +234,8 @@ def build_loss(
     name = config.training.loss
     scale = 1.0 / config.temperature
     mini_batch_size = config.training.mini_batch_size
+    # Under torchrun every query is also scored against the other processes' answers and negatives.
+    gather = distributed.is_distributed()
     if name in GUIDED_LOSSES and guide is None:
         raise ValueError(f"the {name} loss needs its guide model: pass guide=load_guide(config, device)")
     if name == "gist" and columns is not None and len(columns) > 3:
@@ -228,17 +244,23 @@ def build_loss(
             "cached_gist, which takes any number"
         )
     constructors: dict[str, Callable[[], nn.Module]] = {
-        "mnrl": lambda: losses.MultipleNegativesRankingLoss(model, scale=scale),
+        "mnrl": lambda: losses.MultipleNegativesRankingLoss(model, scale=scale, gather_across_devices=gather),
         "cached_mnrl": lambda: losses.CachedMultipleNegativesRankingLoss(
-            model, scale=scale, mini_batch_size=mini_batch_size
+            model, scale=scale, mini_batch_size=mini_batch_size, gather_across_devices=gather
         ),
         # What MultipleNegativesSymmetricRankingLoss does, in the form that replaced it (it is deprecated).
         "symmetric": lambda: losses.MultipleNegativesRankingLoss(
-            model, scale=scale, directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction"
+            model,
+            scale=scale,
+            directions=("query_to_doc", "doc_to_query"),
+            partition_mode="per_direction",
+            gather_across_devices=gather,
         ),
-        "gist": lambda: losses.GISTEmbedLoss(model, guide, temperature=config.temperature),
+        "gist": lambda: losses.GISTEmbedLoss(
+            model, guide, temperature=config.temperature, gather_across_devices=gather
+        ),
         "cached_gist": lambda: losses.CachedGISTEmbedLoss(
-            model, guide, temperature=config.temperature, mini_batch_size=mini_batch_size
+            model, guide, temperature=config.temperature, mini_batch_size=mini_batch_size, gather_across_devices=gather
         ),
     }
     try:

@@ -1,0 +1,67 @@
+"""Run ``scripts/train_embed.py`` in one torchrun process and record what that process did, for
+tests/test_distributed.py.
+
+It writes ``$PROBE_DIR/rank<R>.json``: the shape of every similarity matrix the training loss built (queries of this
+process x candidates) and the result files this process wrote. With ``PROBE_KILL_RANK=R``, rank R dies at its first
+training step, as a process killed by the machine would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+from pathlib import Path
+
+import torch
+
+from embedft import distributed, outputs, report, training
+
+record: dict[str, list] = {"similarity_shapes": [], "wrote": []}
+probe_file = Path(os.environ["PROBE_DIR"]) / f"rank{distributed.rank()}.json"
+
+
+def save_record() -> None:
+    probe_file.write_text(json.dumps(record), encoding="utf-8")
+
+
+def recording(name: str, function):
+    def wrapper(*args, **kwargs):
+        record["wrote"].append(name)
+        save_record()
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+build_loss = training.build_loss
+
+
+def probed_loss(*args, **kwargs):
+    loss = build_loss(*args, **kwargs)
+    similarity = loss.similarity_fct
+
+    def recorded_similarity(a, b):
+        if str(distributed.rank()) == os.environ.get("PROBE_KILL_RANK"):
+            os._exit(3)
+        scores = similarity(a, b)
+        if torch.is_grad_enabled():  # a training step, not the evaluation loss
+            record["similarity_shapes"].append(list(scores.shape))
+            save_record()
+        return scores
+
+    loss.similarity_fct = recorded_similarity
+    return loss
+
+
+training.build_loss = probed_loss
+training.save_model_atomically = recording("final model", training.save_model_atomically)
+report.write_json = recording("json", report.write_json)
+report.write_report = recording("report", report.write_report)
+outputs.point_latest = recording("latest", outputs.point_latest)
+outputs.mark_complete = recording("complete", outputs.mark_complete)
+save_record()
+
+sys.argv = [str(Path(__file__).parent.parent / "scripts" / "train_embed.py"), *sys.argv[1:]]
+runpy.run_path(sys.argv[0], run_name="__main__")
