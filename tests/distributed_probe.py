@@ -2,8 +2,8 @@
 tests/test_distributed.py.
 
 It writes ``$PROBE_DIR/rank<R>.json``: the shape of every similarity matrix the training loss built (queries of this
-process x candidates) and the result files this process wrote. With ``PROBE_KILL_RANK=R``, rank R dies at its first
-training step, as a process killed by the machine would.
+process x candidates) and the result files this process wrote. With ``PROBE_KILL_RANK=R``, rank R dies in training step
+``PROBE_KILL_STEP`` (default 1), as a process killed by the machine would.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from embedft import distributed, outputs, report, training
 
 record: dict[str, list] = {"similarity_shapes": [], "wrote": []}
 probe_file = Path(os.environ["PROBE_DIR"]) / f"rank{distributed.rank()}.json"
+kill_step = int(os.environ.get("PROBE_KILL_STEP", "1"))
 
 
 def save_record() -> None:
@@ -43,12 +44,14 @@ def probed_loss(*args, **kwargs):
     similarity = loss.similarity_fct
 
     def recorded_similarity(a, b):
-        if str(distributed.rank()) == os.environ.get("PROBE_KILL_RANK"):
+        if not torch.is_grad_enabled():  # the evaluation loss, not a training step
+            return similarity(a, b)
+        step = len(record["similarity_shapes"]) + 1
+        if str(distributed.rank()) == os.environ.get("PROBE_KILL_RANK") and step == kill_step:
             os._exit(3)
         scores = similarity(a, b)
-        if torch.is_grad_enabled():  # a training step, not the evaluation loss
-            record["similarity_shapes"].append(list(scores.shape))
-            save_record()
+        record["similarity_shapes"].append(list(scores.shape))
+        save_record()
         return scores
 
     loss.similarity_fct = recorded_similarity
