@@ -4,8 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# torch is installed first so pip never pulls a multi-GB CUDA build by accident. For a GPU machine pick the
-# matching build, e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128".
+# torch is installed first, from TORCH_SPEC, so the other packages never pick its build. On PyPI's Linux index
+# torch==2.13.0 is the multi-GB CUDA build: for the CPU wheel use
+# TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu", for a GPU the matching CUDA index,
+# e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128".
 TORCH_SPEC ?= torch==2.13.0
 CONFIG ?= configs/run_embedding_mnrl.yaml
 SET ?=
@@ -15,6 +17,7 @@ FILE ?=
 CORPUS ?=
 TOP_K ?= 5
 RESUME ?=
+DRY_RUN ?=
 TB_PORT ?=
 PYTEST_ARGS ?=
 RUN ?= outputs/latest
@@ -61,8 +64,9 @@ setup: $(VENV)/.installed ## Create .venv and install embedft (torch first)
 setup-embed-dirs: $(VENV)/.installed ## Check the config and create output_dir (and cache_dir)
 	$(PY) scripts/show_config.py --make-dirs --config $(CONFIG) $(SET)
 
-train-embed: $(VENV)/.installed ## Mine hard negatives, train with MNRL, evaluate before/after (RESUME=run|latest, NPROC=N)
-	$(TRAIN_RUNNER) scripts/train_embed.py --config $(CONFIG) $(if $(RESUME),--resume $(RESUME)) $(SET)
+train-embed: $(VENV)/.installed ## Mine hard negatives, train with MNRL, evaluate before/after (RESUME=run|latest, NPROC=N, DRY_RUN=1)
+	$(if $(DRY_RUN),$(PY),$(TRAIN_RUNNER)) scripts/train_embed.py --config $(CONFIG) $(if $(DRY_RUN),--dry-run) \
+		$(if $(RESUME),--resume $(RESUME)) $(SET)
 
 train-embed-tb: $(VENV)/.installed ## train-embed with TensorBoard serving the runs (TB_PORT=6006, RESUME)
 	@outdir=$$($(PY) scripts/show_config.py --config $(CONFIG) $(SET) --get output_dir) || exit 2; \
@@ -78,7 +82,7 @@ eval-embed: $(VENV)/.installed ## Evaluate a model (MODEL=path, default: latest 
 infer-embed: $(VENV)/.installed ## Top-k answers for TEXT="..." / FILE=path / stdin (MODEL, CORPUS, TOP_K)
 	$(PY) scripts/infer_embed.py $(if $(MODEL),--model $(MODEL)) $(if $(FILE),--file $(FILE)) \
 		$(if $(CORPUS),--corpus $(CORPUS)) --top-k $(TOP_K) $(CONFIG_IF_GIVEN) \
-		$(foreach s,$(SET),--set $(s)) $(if $(TEXT),"$(TEXT)")
+		$(if $(SET),--set-line "$(SET)") $(if $(TEXT),"$(TEXT)")
 
 report: $(VENV)/.installed ## Rebuild report.md and plots of a run (RUN=outputs/latest)
 	$(PY) scripts/report.py $(RUN)

@@ -317,7 +317,7 @@ def test_a_model_inside_a_run_is_scored_with_that_runs_config(tmp_path):
 
 
 def test_show_config_get_names_an_unknown_key():
-    assert run_script("show_config.py", "--get", "training.eval_steps").stdout.strip() == "10"
+    assert run_script("show_config.py", "--get", "training.eval_steps").stdout.strip() == "auto"
     result = run_script("show_config.py", "--get", "training.nope")
     assert result.returncode == 2 and "--get training.nope: no such config key" in result.stderr
     assert "Traceback" not in result.stderr
@@ -329,3 +329,24 @@ def test_eval_and_infer_without_a_finished_run_say_what_to_do(tmp_path):
         result = run_script(script, *args)
         assert result.returncode == 2
         assert "run 'make train-embed' first" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dry_run_prints_the_mapped_pairs_and_split_sizes_and_writes_nothing(tmp_path):
+    data = tmp_path / "support_pairs.csv"
+    rows = [f'"How do I use feature {i}?","Open the menu and choose feature {i}."' for i in range(30)]
+    data.write_text("question,reply\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    result = run_script(
+        "train_embed.py",
+        "--dry-run",
+        f"dataset_name={data}",
+        "query_column=question",
+        "answer_column=reply",
+        "test_size=5",
+        f"output_dir={tmp_path / 'outputs'}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "query <- 'question', answer <- 'reply'" in result.stdout
+    assert "query:  How do I use feature" in result.stdout
+    assert "answer: Open the menu and choose feature" in result.stdout
+    assert "train_pairs 25, eval_pairs 5" in result.stdout
+    assert not (tmp_path / "outputs").exists()

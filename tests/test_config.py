@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from embedft.config import RunConfig, all_keys, load_config, mask_secrets, save_config
+from embedft.config import RunConfig, all_keys, load_config, mask_secrets, reference, save_config
 from embedft.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,10 +125,14 @@ def test_override_without_equals_is_rejected():
         load_config(None, ["num_epochs"])
 
 
-def test_readme_documents_every_key():
-    readme = (ROOT / "README.md").read_text()
-    missing = [key for key in all_keys() if f"`{key}`" not in readme]
-    assert not missing, f"README.md config reference lacks {missing}: run make config-reference"
+def test_configuration_reference_documents_every_key():
+    """docs/configuration.md holds the config reference (the README links to it): every key, and the table exactly as
+    scripts/show_config.py --reference prints it now."""
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    missing = [key for key in all_keys() if f"| `{key}` |" not in text]
+    assert not missing, f"docs/configuration.md config reference lacks {missing}: paste make config-reference there"
+    assert reference() in text, "docs/configuration.md's config table is out of date: paste make config-reference"
+    assert "docs/configuration.md" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_tokens_and_url_credentials_are_refused_and_never_saved(tmp_path):
@@ -142,3 +146,15 @@ def test_tokens_and_url_credentials_are_refused_and_never_saved(tmp_path):
     saved = (tmp_path / "config.yaml").read_text()
     assert token not in saved and "https://***@example.com/model" in saved and "run_name: run-***" in saved
     assert mask_secrets({"a": ["plain/path", 3, "/data/hf_medquad"]}) == {"a": ["plain/path", 3, "/data/hf_medquad"]}
+
+
+def test_an_override_with_a_colon_and_spaces_stays_text():
+    from embedft.cli import split_overrides
+
+    # What the shell hands over for SET="query_prompt='query: ' batch_size=8" (make infer-embed: --set-line).
+    overrides = split_overrides("query_prompt='query: ' document_prompt='passage: ' batch_size=8")
+    config = load_config(None, overrides)
+    assert (config.query_prompt, config.document_prompt, config.batch_size) == ("query: ", "passage: ", 8)
+    assert load_config(None, ["training={eval_steps: 5}"]).training.eval_steps == 5  # a flow mapping stays one
+    with pytest.raises(ConfigError, match="balance its quotes"):
+        split_overrides("query_prompt='query: ")

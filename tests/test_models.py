@@ -75,6 +75,23 @@ def test_mixed_precision_on_cpu_warns_and_uses_fp32(caplog):
     assert "bf16 needs a CUDA GPU" in caplog.text
 
 
+def test_a_gpu_that_only_emulates_bf16_trains_in_fp32(caplog, monkeypatch):
+    import torch
+
+    asked = []
+
+    def is_bf16_supported(including_emulation=True):  # a T4: bf16 tensors work, bf16 arithmetic does not
+        asked.append(including_emulation)
+        return including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    with caplog.at_level(logging.WARNING):
+        assert resolve_precision(fp16=False, bf16=True, device="cuda") == (False, False)
+    assert asked == [False]
+    assert "training.bf16=false training.fp16=true" in caplog.text
+    assert resolve_precision(fp16=True, bf16=False, device="cuda") == (True, False)  # fp16 is kept as asked
+
+
 def test_texts_longer_than_the_window_are_warned_once(minilm, caplog):
     with caplog.at_level(logging.WARNING):
         assert warn_if_truncated(minilm, ["short answer", "word " * 400, "word " * 300]) == 2

@@ -61,8 +61,8 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_step_count(tmp_path):
     assert not (output_dir / "latest").exists()  # latest moves only when a run ends well
     assert not (run_dir / "metrics.json").exists()
 
-    resumed = run_script("train_embed.py", "--resume", "latest", f"output_dir={output_dir}")
-    assert resumed.returncode == 2 and "keeps its own config" in resumed.stderr  # overrides are refused
+    resumed = run_script("train_embed.py", "--resume", "latest", f"output_dir={output_dir}", "learning_rate=1e-4")
+    assert resumed.returncode == 2 and "'learning_rate' cannot change on a resumed run" in resumed.stderr
     resumed = run_script("train_embed.py", "--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Reusing the mined triplets" in resumed.stderr

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from embedft.errors import EmbedftError
+from embedft.errors import ConfigError, EmbedftError
 
 EXIT_USER_ERROR = 2
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -24,6 +25,19 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_default: str | 
         metavar="key=value",
         help="Override single config keys, e.g. num_epochs=1 mining.num_negatives=2.",
     )
+
+
+def split_overrides(line: str) -> list[str]:
+    """``key=value`` overrides from one string, split as the shell splits words: ``"a=1 b='x y'"`` gives
+    ``["a=1", "b=x y"]``.
+
+    Raises:
+        ConfigError: unbalanced quotes.
+    """
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise ConfigError(f"cannot split SET into key=value words ({exc}): balance its quotes") from None
 
 
 def setup_logging(log_file: Path | None = None) -> None:

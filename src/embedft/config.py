@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import logging
 import math
 import re
 import types
@@ -22,6 +23,8 @@ from typing import Any, Literal
 import yaml
 
 from embedft.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 PACKAGED_FAQ = "packaged:construction-faq"
@@ -45,6 +48,16 @@ class MiningConfig:
         "got fewer than num_negatives is left out (mine_hard_negatives' n-tuple format; the log and mining.json "
         "count them). 0: no training mining, the other answers of each batch are the only negatives (in-batch "
         "negatives; evaluation negatives are still mined).",
+    )
+    given_negatives: Literal["mix", "use", "ignore"] = _option(
+        "mix",
+        "What to do with negatives the data already has (flagembedding 'neg', tevatron 'negative_passages', pairs "
+        "negative_column), after dropping any that is a positive of the same question or an answer of a held-out "
+        "question (counted in mining.json). 'mix': a pair's given negatives first, mined ones fill up to "
+        "num_negatives (only questions short of given negatives are mined). 'use': the given negatives only; a pair "
+        "with fewer than num_negatives is left out (counted), nothing is mined. 'ignore': mine as if there were none. "
+        "Of more than num_negatives given, sampling_strategy 'top' takes the first in the data's order, 'random' a "
+        "seeded sample. Evaluation negatives are always mined.",
     )
     batch_size: int = _option(512, "Batch size with which the mining model encodes texts.")
     margin: float | None = _option(
@@ -89,19 +102,32 @@ class TrainingConfig:
     bf16: bool = _option(
         True, "Mixed precision bfloat16 (CUDA GPUs that support it; falls back to fp32 with a warning elsewhere)."
     )
-    eval_steps: int | None = _option(
-        10, "Run the evaluators every this many optimizer steps; null: only before and after training."
+    eval_steps: int | float | Literal["auto"] | None = _option(
+        "auto",
+        "Run the evaluators every this many optimizer steps: an integer, a share of the run's optimizer steps in "
+        "(0, 1) (0.1: ten times a run), or 'auto': about 10 times a run, every ceil(steps / 10) steps but at least "
+        "10 and at most 1000 steps apart; null: only before and after training.",
     )
-    save_steps: int = _option(10, "Write a checkpoint every this many optimizer steps.")
+    save_steps: int | float | Literal["auto"] = _option(
+        "auto", "Write a checkpoint every this many optimizer steps; the same forms as eval_steps (null excepted)."
+    )
     max_steps: int | None = _option(
         None, "Stop after this many optimizer steps (e.g. a quick trial or a benchmark); null: num_epochs decides."
     )
-    logging_steps: int = _option(10, "Log loss and learning rate every this many optimizer steps.")
-    warmup_ratio: float | None = _option(
-        None, "Fraction of steps with linear learning-rate warm-up; overrides the top-level warmup_ratio when set."
+    logging_steps: int | float = _option(
+        10, "Log loss and learning rate every this many optimizer steps, or a share of the run's steps in (0, 1)."
     )
-    save_total_limit: int | None = _option(2, "Keep at most this many checkpoints (the newest); null keeps all.")
-    report_to: list[str] = _option(["tensorboard"], "Trainer loggers: [tensorboard] or [] for none.")
+    save_total_limit: int | None = _option(
+        2,
+        "Keep at most this many checkpoints (the newest, and with metric_for_best_model also the best one); null "
+        "keeps all.",
+    )
+    report_to: list[str] = _option(
+        ["tensorboard"],
+        "Trainer loggers, any the trainer supports: tensorboard, wandb, mlflow, trackio, comet_ml, clearml, dvclive, "
+        "neptune, swanlab, codecarbon, azure_ml, dagshub, flyte; [] or [none] for none. Each needs its package "
+        "installed (e.g. pip install mlflow); the baseline scores are logged at step 0 as eval_baseline_<metric>.",
+    )
     dataloader_num_workers: int = _option(0, "Worker processes that prepare batches (0: in the main process).")
     loss: Literal["mnrl", "cached_mnrl", "gist", "cached_gist", "symmetric"] = _option(
         "mnrl",
@@ -124,6 +150,15 @@ class TrainingConfig:
         "Also train embeddings truncated to these sizes (MatryoshkaLoss around the loss), e.g. [256, 128, 64]; the "
         "full size is always trained too. []: off.",
     )
+    # Any other SentenceTransformerTrainingArguments field given under training:, with the library's own name and
+    # value (gradient_accumulation_steps, lr_scheduler_type, optim, load_best_model_at_end, ...). Written back as
+    # plain keys of training: (to_dict), so a run's saved config reloads as it was written.
+    trainer_arguments: dict[str, Any] = field(default_factory=dict, metadata={"passthrough": True})
+
+    @property
+    def accumulation_steps(self) -> int:
+        """Batches per optimizer step (the trainer's ``gradient_accumulation_steps``, 1 unless given)."""
+        return int(self.trainer_arguments.get("gradient_accumulation_steps", 1))
 
 
 @dataclass
@@ -172,8 +207,33 @@ class RunConfig:
         ".jsonl/.json/.csv/.parquet file or data set folder, or a Hugging Face hub name such as 'ayushexel/xyneft'.",
     )
     dataset_split: str = _option("train", "Split to read from a hub data set or data set folder.")
-    query_column: str = _option("query", "Column holding the questions (anchors).")
-    answer_column: str = _option("answer", "Column holding the answers (positives).")
+    dataset_config: str | None = _option(
+        None,
+        "Subset (configuration) of a hub data set or data set folder that has several, e.g. 'en' (load_dataset's "
+        "name); null: the only one. Not for a single file or a packaged data set.",
+    )
+    dataset_revision: str | None = _option(
+        None,
+        "Branch, tag or commit of a hub data set to read (pin a commit to repeat a run exactly); null: main. Hub "
+        "names only.",
+    )
+    data_format: Literal["auto", "pairs", "flagembedding", "tevatron"] = _option(
+        "auto",
+        "Row layout. 'pairs': one (query_column, answer_column) pair a row; a list of answers in answer_column gives "
+        "one pair per answer. 'flagembedding': {query, pos: [...], neg: [...]} (FlagEmbedding's training jsonl). "
+        "'tevatron': {query, positive_passages: [{docid, title, text}], negative_passages: [...]}, a passage read as "
+        "title + ' ' + text (text alone when the title is empty). Each positive gives one pair; 'neg' and "
+        "'negative_passages' are given negatives (mining.given_negatives). 'auto': pairs when answer_column is in the "
+        "data, else tevatron when it has positive_passages, else flagembedding when it has pos.",
+    )
+    query_column: str = _option("query", "Column holding the questions (anchors), in every data_format.")
+    answer_column: str = _option("answer", "Column holding the answers (positives) in pairs data.")
+    negative_column: str | None = _option(
+        None,
+        "Column of pairs data holding given negatives for the pair: one text, or a list of texts (see "
+        "mining.given_negatives); null: none. flagembedding and tevatron data name their own ('neg', "
+        "'negative_passages').",
+    )
     sample_size: int | None = _option(
         None,
         "Training pairs drawn (seeded) after the split, so the evaluation set never depends on it; null uses all. "
@@ -198,6 +258,12 @@ class RunConfig:
     eval_dataset_name: str | None = _option(
         None, "A separate evaluation file or data set (same columns); all of dataset_name then trains."
     )
+    eval_dataset_config: str | None = _option(
+        None, "Subset of eval_dataset_name, like dataset_config (the eval data set's split is dataset_split too)."
+    )
+    eval_dataset_revision: str | None = _option(
+        None, "Branch, tag or commit of a hub eval_dataset_name, like dataset_revision."
+    )
     corpus_file: str | None = _option(
         None,
         "Extra documents for retrieval evaluation and mining: .jsonl rows with 'text' (optional 'title'), or .txt "
@@ -217,6 +283,18 @@ class RunConfig:
         True,
         "Apply the model's own query and document prompts (embeddinggemma's 'query'/'document', e5's "
         "'query'/'passage') in mining, training, evaluation and inference alike.",
+    )
+    query_prompt: str | None = _option(
+        None,
+        "Instruction put before every query in mining, training, evaluation and inference, and saved with the final "
+        "model (its 'query' prompt, so encode_query applies it), e.g. 'query: ' (e5) or 'Represent this sentence for "
+        "searching relevant passages: ' (BGE); null keeps the model's own. Applies to mining_model_name (and a "
+        "mining guide) only when it is model_name.",
+    )
+    document_prompt: str | None = _option(
+        None,
+        "Instruction put before every answer, negative and corpus document, like query_prompt (the model's "
+        "'document' prompt, used by encode_document), e.g. 'passage: ' (e5); null keeps the model's own.",
     )
     trust_remote_code: bool = _option(False, "Allow a hub model to run its own Python code. Off unless needed.")
     cache_dir: str | None = _option(None, "Where hub models and data sets are cached; null uses the HF default.")
@@ -244,26 +322,33 @@ class RunConfig:
     output_dir: str = _option("outputs", "Folder that holds one sub-folder per run and the 'latest' link.")
     run_name: str | None = _option(None, "Name of this run's folder; null uses a timestamp. Never reused.")
     tensorboard_port: int = _option(6006, "Port of the TensorBoard server started by 'make train-embed-tb'.")
+    language: str | list[str] | None = _option(
+        None, "Language code(s) of the data for the final model's card (README.md), e.g. 'en' or ['en', 'sv']."
+    )
+    license: str | None = _option(None, "License of the final model for its card, e.g. 'apache-2.0'.")
+    hub_model_id: str | None = _option(
+        None,
+        "Push the final model to this Hugging Face hub repo ('user/name') when the run has finished (log in with "
+        "HF_TOKEN or 'hf auth login'); null: never pushed. A failed push is one warning and the local model is kept.",
+    )
+    hub_private: bool = _option(True, "Create the hub_model_id repo as private (when it does not exist yet).")
     # Sections
     mining: MiningConfig = field(default_factory=MiningConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     @property
-    def effective_warmup_ratio(self) -> float:
-        """``training.warmup_ratio`` when set, else the top-level ``warmup_ratio``."""
-        if self.training.warmup_ratio is not None:
-            return self.training.warmup_ratio
-        return self.warmup_ratio
-
-    @property
     def source_names(self) -> list[str]:
-        """Every configured data set and model name, to decide whether the hub is needed at all."""
-        names = [self.dataset_name, self.eval_dataset_name, self.model_name, self.mining_model_name]
+        """Every configured data set and model name, and the hub repo the final model is pushed to, to decide whether
+        the hub is needed at all."""
+        names = [self.dataset_name, self.eval_dataset_name, self.model_name, self.mining_model_name, self.hub_model_id]
         return [name for name in names if name is not None]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The options as plain data; the trainer arguments given under ``training:`` stay plain keys there."""
+        values = dataclasses.asdict(self)
+        values["training"].update(values["training"].pop("trainer_arguments"))
+        return values
 
 
 SECTIONS: dict[str, type] = {"mining": MiningConfig, "training": TrainingConfig, "evaluation": EvaluationConfig}
@@ -288,10 +373,35 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for override in overrides or []:
         key, value = parse_override(override)
         set_dotted(raw, key, value)
+    move_deprecated_warmup(raw)
     config = build(RunConfig, raw, prefix="")
     validate(config)
     refuse_secrets(config.to_dict())
+    if config.training.trainer_arguments:
+        # Only a config that passes trainer arguments pays for importing the trainer (seconds) to check them.
+        from embedft.training import check_training_arguments
+
+        check_training_arguments(config)
     return config
+
+
+def move_deprecated_warmup(raw: dict[str, Any]) -> None:
+    """Turn the deprecated ``training.warmup_ratio`` into the one warm-up setting, the top-level ``warmup_ratio``.
+
+    Configs saved by earlier runs hold ``training.warmup_ratio: null`` and must still resume; a number keeps its old
+    meaning (it overrode the top-level value), with a warning that says what to write instead.
+    """
+    training = raw.get("training")
+    if not isinstance(training, dict) or "warmup_ratio" not in training:
+        return
+    value = training.pop("warmup_ratio")
+    if value is not None:
+        logger.warning(
+            "'training.warmup_ratio' is deprecated: the top-level warmup_ratio is the one warm-up setting; using "
+            "warmup_ratio: %s (write it there and remove training.warmup_ratio)",
+            value,
+        )
+        raw["warmup_ratio"] = value
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -320,9 +430,13 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"override '{text}' is not key=value: write e.g. SET=\"num_epochs=1 batch_size=16\"")
     try:
-        return key, yaml.safe_load(value) if value.strip() else None
+        parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError:
         return key, value
+    if isinstance(parsed, dict) and not value.lstrip().startswith("{"):
+        # "query: " reads as a mapping in YAML; on one line it is meant as text (a prompt). {a: 1} stays a mapping.
+        return key, value
+    return key, parsed
 
 
 def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
@@ -337,25 +451,94 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def options(cls: type) -> list[dataclasses.Field]:
+    """The fields of a config dataclass that are options of their own (not the trainer-arguments passthrough)."""
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("passthrough")]
+
+
 def all_keys() -> list[str]:
-    """Every valid dotted key, for did-you-mean suggestions and the reference."""
+    """Every valid dotted key, for did-you-mean suggestions and the reference (trainer arguments given under
+    ``training:`` are the trainer's own: :func:`trainer_argument_types`)."""
     keys = []
-    for f in dataclasses.fields(RunConfig):
+    for f in options(RunConfig):
         if f.name in SECTIONS:
-            keys.extend(f"{f.name}.{sub.name}" for sub in dataclasses.fields(SECTIONS[f.name]))
+            keys.extend(f"{f.name}.{sub.name}" for sub in options(SECTIONS[f.name]))
         else:
             keys.append(f.name)
     return keys
 
 
+# Trainer arguments embedft sets from its own options: one given under training: is refused with the key to set.
+OWNED_TRAINER_ARGUMENTS = {
+    "output_dir": "set output_dir (a run keeps its checkpoints in <run>/checkpoints)",
+    "per_device_train_batch_size": "set batch_size",
+    "per_device_eval_batch_size": "set batch_size",
+    "num_train_epochs": "set num_epochs",
+    "learning_rate": "set the top-level learning_rate",
+    "weight_decay": "set the top-level weight_decay",
+    "warmup_steps": "set the top-level warmup_ratio (a share of the optimizer steps)",
+    "seed": "set the top-level seed",
+    "data_seed": "set the top-level seed",
+    "batch_sampler": "batches never hold a text twice (a repeated text would be its own negative)",
+    "prompts": "set use_prompts, or query_prompt and document_prompt",
+    "router_mapping": "each column is routed by the model's own Router module",
+    "eval_strategy": "set training.eval_steps (null: no evaluation during training)",
+    "save_strategy": "set training.save_steps",
+    "use_cpu": "set device",
+    "run_name": "set run_name",
+    "activation_checkpointing": "set training.gradient_checkpointing",
+    "gradient_checkpointing_kwargs": "set training.gradient_checkpointing",
+    "activation_checkpointing_kwargs": "set training.gradient_checkpointing",
+    "resume_from_checkpoint": "resume a run with --resume RUN (make train-embed RESUME=latest)",
+    "logging_dir": "TensorBoard events go to <run>/tensorboard",
+}
+
+
+def trainer_argument_types() -> dict[str, Any]:
+    """Every ``SentenceTransformerTrainingArguments`` field and its type annotation (Any where it cannot be
+    resolved). Imports sentence-transformers, which takes seconds: called only for a key that is not embedft's own."""
+    from sentence_transformers.sentence_transformer import SentenceTransformerTrainingArguments
+
+    try:
+        hints = typing.get_type_hints(SentenceTransformerTrainingArguments)
+    except Exception:  # an annotation this Python cannot evaluate: the arguments' constructor still checks values
+        hints = {}
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(SentenceTransformerTrainingArguments) if f.init}
+
+
+def trainer_argument(dotted: str, key: str, value: Any) -> Any:
+    """A trainer argument given under ``training:``: refused when embedft sets it, its value checked against the
+    field's type when that is a plain one (int, float, bool, str, or null); other values are checked by constructing
+    the arguments (:func:`embedft.training.check_training_arguments`).
+
+    Raises:
+        ConfigError: embedft sets this argument itself, or the value has the wrong type.
+    """
+    if key in OWNED_TRAINER_ARGUMENTS:
+        raise ConfigError(f"'{dotted}' is set by embedft from its own options: {OWNED_TRAINER_ARGUMENTS[key]}")
+    annotation = trainer_argument_types()[key]
+    plain = (int, float, bool, str, type(None))
+    if annotation in plain or (
+        typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        and all(arg in plain for arg in typing.get_args(annotation))
+    ):
+        return coerce(dotted, value, annotation)
+    return value
+
+
 def build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
-    """Create ``cls`` from ``raw``, checking every key and value type."""
+    """Create ``cls`` from ``raw``, checking every key and value type; under ``training:`` a key that is not
+    embedft's own but a field of the trainer's arguments goes to ``trainer_arguments``."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in options(cls)}
     kwargs: dict[str, Any] = {}
+    passthrough: dict[str, Any] = {}
     for key, value in raw.items():
         dotted = f"{prefix}{key}"
         if key not in names:
+            if cls is TrainingConfig and (key in OWNED_TRAINER_ARGUMENTS or key in trainer_argument_types()):
+                passthrough[key] = trainer_argument(dotted, key, value)
+                continue
             raise ConfigError(unknown_key_message(str(dotted)))
         if key in SECTIONS and not prefix:
             if value is None:
@@ -365,19 +548,25 @@ def build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
             kwargs[key] = build(SECTIONS[key], value, prefix=f"{key}.")
         else:
             kwargs[key] = coerce(dotted, value, hints[key])
+    if passthrough:
+        kwargs["trainer_arguments"] = passthrough
     return cls(**kwargs)
 
 
 def unknown_key_message(dotted: str) -> str:
-    """One line naming the unknown key and the closest valid ones."""
+    """One line naming the unknown key and the closest valid ones; the trainer's argument names are candidates too
+    (as ``training.<name>``) for a key under ``training:`` or one close to none of embedft's own."""
     candidates = all_keys()
     leaf = dotted.rsplit(".", 1)[-1]
+    if dotted.startswith("training.") or not difflib.get_close_matches(dotted, candidates, n=1, cutoff=0.6):
+        trainer = [f"training.{name}" for name in trainer_argument_types() if name not in OWNED_TRAINER_ARGUMENTS]
+        candidates += [key for key in trainer if key not in candidates]
     close = difflib.get_close_matches(dotted, candidates, n=1, cutoff=0.6)
     if not close:
         close = [key for key in candidates if key.rsplit(".", 1)[-1] == leaf][:1]
     if not close:
         close = difflib.get_close_matches(leaf, candidates, n=1, cutoff=0.6)
-    hint = f": did you mean '{close[0]}'?" if close else ": see the config reference in README.md"
+    hint = f": did you mean '{close[0]}'?" if close else ": see docs/configuration.md"
     return f"unknown config key '{dotted}'{hint}"
 
 
@@ -453,9 +642,6 @@ def validate(config: RunConfig) -> None:
         "temperature": config.temperature,
         "mining.batch_size": config.mining.batch_size,
         "mining.chunk_size": config.mining.chunk_size,
-        "training.eval_steps": config.training.eval_steps,
-        "training.save_steps": config.training.save_steps,
-        "training.logging_steps": config.training.logging_steps,
         "training.max_steps": config.training.max_steps,
         "training.mini_batch_size": config.training.mini_batch_size,
         "evaluation.batch_size": config.evaluation.batch_size,
@@ -470,6 +656,7 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"'training.dataloader_num_workers' must be 0 or more, got {workers}")
     if config.sample_size is not None and config.sample_size <= 0:
         raise ConfigError(f"'sample_size' must be greater than 0 or null (all pairs), got {config.sample_size}")
+    validate_data_options(config)
     for key, dims in (
         ("evaluation.matryoshka_dims", config.evaluation.matryoshka_dims),
         ("training.matryoshka_dims", config.training.matryoshka_dims),
@@ -492,9 +679,9 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"'{key}' must be at least 1 held-out question, got {size}")
     if config.weight_decay < 0:
         raise ConfigError(f"'weight_decay' must be 0 or more, got {config.weight_decay}")
-    for key, ratio in (("warmup_ratio", config.warmup_ratio), ("training.warmup_ratio", config.training.warmup_ratio)):
-        if ratio is not None and not 0 <= ratio < 1:
-            raise ConfigError(f"'{key}' must lie in [0, 1), got {ratio}")
+    if not 0 <= config.warmup_ratio < 1:
+        raise ConfigError(f"'warmup_ratio' must lie in [0, 1), got {config.warmup_ratio}")
+    validate_training_options(config.training)
     if config.training.fp16 and config.training.bf16:
         raise ConfigError("'training.fp16' and 'training.bf16' are both true: choose one (bf16 where the GPU has it)")
     if config.training.save_total_limit is not None and config.training.save_total_limit < 1:
@@ -512,9 +699,6 @@ def validate(config: RunConfig) -> None:
             f"'training.loss' {config.training.loss} needs a guide with a transformers tokenizer, and {guide_key} "
             f"(training.guide_model: {config.training.guide_model}) is a static model: {fix}"
         )
-    unknown_loggers = set(config.training.report_to) - {"tensorboard"}
-    if unknown_loggers:
-        raise ConfigError(f"'training.report_to' supports only 'tensorboard', got {sorted(unknown_loggers)}")
     mining = config.mining
     if mining.exact_search_limit is not None and mining.exact_search_limit < 0:
         raise ConfigError(
@@ -538,8 +722,106 @@ def validate(config: RunConfig) -> None:
                 f"'mining.num_negatives' ({mining.num_negatives}) exceeds the candidate window range_max - range_min "
                 f"= {window}: lower num_negatives or widen the range"
             )
+    if not config.use_prompts and (config.query_prompt is not None or config.document_prompt is not None):
+        raise ConfigError("query_prompt/document_prompt are set but use_prompts is false: drop one of them")
+    if config.hub_model_id is not None and not re.match(r"^[\w.-]+/[\w.-]+$", config.hub_model_id):
+        raise ConfigError(f"'hub_model_id' must be a hub repo id 'user/name', got {config.hub_model_id!r}")
     if not 1 <= config.tensorboard_port <= 65535:
         raise ConfigError(f"'tensorboard_port' must be a port number (1-65535), got {config.tensorboard_port}")
+
+
+# The trainer's loggers (transformers' INTEGRATION_TO_CALLBACK): the module each one needs and its pip package.
+LOGGERS = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "wandb": ("wandb", "wandb"),
+    "mlflow": ("mlflow", "mlflow"),
+    "trackio": ("trackio", "trackio"),
+    "comet_ml": ("comet_ml", "comet-ml"),
+    "clearml": ("clearml", "clearml"),
+    "dvclive": ("dvclive", "dvclive"),
+    "neptune": ("neptune", "neptune"),
+    "swanlab": ("swanlab", "swanlab"),
+    "codecarbon": ("codecarbon", "codecarbon"),
+    "azure_ml": ("azureml", "azureml-core"),
+    "dagshub": ("dagshub", "dagshub"),
+    "flyte": ("flytekit", "flytekit"),
+}
+
+
+def validate_step_interval(key: str, value: int | float | str | None) -> None:
+    """An eval/save/logging interval is a positive number of optimizer steps, a share of the run in (0, 1), 'auto' or
+    (eval_steps only) null."""
+    if isinstance(value, float) and not 0 < value < 1:
+        raise ConfigError(
+            f"'{key}' as a share of the run's optimizer steps must lie in (0, 1), got {value}: write a whole number "
+            "of steps as an integer"
+        )
+    if isinstance(value, int) and value < 1:
+        raise ConfigError(f"'{key}' must be at least 1 optimizer step, a share in (0, 1) or 'auto'; got {value}")
+
+
+def validate_training_options(training: TrainingConfig) -> None:
+    """The training section's checks that need no trainer import: step intervals and loggers (the trainer arguments
+    given under ``training:`` are checked by constructing them, :func:`embedft.training.check_training_arguments`).
+    """
+    import importlib.util
+
+    for key in ("eval_steps", "save_steps", "logging_steps"):
+        validate_step_interval(f"training.{key}", getattr(training, key))
+    for name in training.report_to:
+        if name in ("none", "all") and len(training.report_to) == 1:
+            continue
+        if name not in LOGGERS:
+            raise ConfigError(
+                f"'training.report_to' has unknown logger {name!r}: choose among {', '.join(LOGGERS)}, or [] for none"
+            )
+        module, package = LOGGERS[name]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(
+                f"'training.report_to' has {name}, whose package is not installed: pip install {package} (or remove "
+                f"{name} from training.report_to)"
+            )
+
+
+# The columns flagembedding and tevatron rows hold their positives and negatives in.
+FORMAT_COLUMNS = {"flagembedding": ("pos", "neg"), "tevatron": ("positive_passages", "negative_passages")}
+
+
+def validate_data_options(config: RunConfig) -> None:
+    """Reject data options that contradict each other: the column keys of pairs data with a format that names its
+    own columns, a negative column that is also the query or answer column, and subsets or revisions of a data set
+    that has none (a packaged one, or no eval_dataset_name)."""
+    if config.data_format in FORMAT_COLUMNS:
+        positives, negatives = FORMAT_COLUMNS[config.data_format]
+        if config.answer_column != "answer":
+            raise ConfigError(
+                f"'answer_column' is for data_format pairs; {config.data_format} reads its positives from "
+                f"'{positives}': remove answer_column or set data_format: pairs"
+            )
+        if config.negative_column is not None:
+            raise ConfigError(
+                f"'negative_column' is for data_format pairs; {config.data_format} reads its negatives from "
+                f"'{negatives}': remove negative_column or set data_format: pairs"
+            )
+    if config.negative_column is not None and config.negative_column in (config.query_column, config.answer_column):
+        raise ConfigError(
+            f"'negative_column' is '{config.negative_column}', also the query or answer column: set it to the column "
+            "of negatives"
+        )
+    for key, value, source in (
+        ("dataset_config", config.dataset_config, config.dataset_name),
+        ("dataset_revision", config.dataset_revision, config.dataset_name),
+        ("eval_dataset_config", config.eval_dataset_config, config.eval_dataset_name),
+        ("eval_dataset_revision", config.eval_dataset_revision, config.eval_dataset_name),
+    ):
+        if value is None:
+            continue
+        if not value.strip():
+            raise ConfigError(f"'{key}' is empty: name the subset or revision, or set it to null")
+        if source is None:
+            raise ConfigError(f"'{key}' is set but eval_dataset_name is null: set eval_dataset_name or remove {key}")
+        if source.startswith("packaged:"):
+            raise ConfigError(f"'{key}' is set but {source} is a packaged data set, which has none: remove {key}")
 
 
 # Hugging Face access tokens, and the password part of user:password@ in URLs.
@@ -587,7 +869,7 @@ def reference() -> str:
 
     def rows(cls: type, prefix: str) -> None:
         hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
+        for f in options(cls):
             if f.name in SECTIONS and not prefix:
                 continue
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

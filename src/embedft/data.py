@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from embedft.config import FORMAT_COLUMNS
 from embedft.errors import DataError, first_line
 from embedft.hub import is_hub_name, resolve_hub_snapshot
 
@@ -30,6 +31,11 @@ logger = logging.getLogger(__name__)
 
 QUERY = "query"
 ANSWER = "answer"
+# The given negatives of a pair (a list of texts), read from flagembedding 'neg', tevatron 'negative_passages' or a
+# pairs file's negative_column; absent when the data has none.
+NEGATIVES = "given_negatives"
+FORMAT_NAMES = {"flagembedding": "FlagEmbedding", "tevatron": "Tevatron"}
+LIST_TEXT_SAMPLE = 100  # values of a text column looked at for lists written as text
 FILE_LOADERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -49,35 +55,69 @@ def load_pairs(
     answer_column: str = ANSWER,
     split: str = "train",
     cache_dir: str | None = None,
+    data_format: str = "auto",
+    negative_column: str | None = None,
+    subset: str | None = None,
+    revision: str | None = None,
+    key: str = "dataset_name",
 ) -> Dataset:
     """Load (query, answer) pairs from a packaged data set, a local file or folder, or the Hugging Face hub.
+
+    FlagEmbedding and Tevatron rows (one query, lists of positives and negatives) become one pair per positive, each
+    with the row's negatives in a ``given_negatives`` list column (see :func:`to_pairs`).
 
     Args:
         source: ``packaged:construction-faq``, a path to a ``.jsonl``/``.json``/``.csv``/``.parquet`` file or a
             data set folder, or a hub name such as ``ayushexel/xyneft``.
         query_column: column holding the queries; renamed to ``query``.
-        answer_column: column holding the answers; renamed to ``answer``.
+        answer_column: column holding the answers of pairs data; renamed to ``answer``.
         split: split to read from a hub data set or a data set folder.
         cache_dir: hub cache folder (None: the Hugging Face default).
+        data_format: ``auto``, ``pairs``, ``flagembedding`` or ``tevatron`` (see :func:`detect_format`).
+        negative_column: column of pairs data holding given negatives (a text or a list of texts).
+        subset: the configuration of a hub data set or data set folder with several (``load_dataset``'s ``name``).
+        revision: branch, tag or commit of a hub data set.
+        key: the setting ``source`` came from (``dataset_name`` or ``eval_dataset_name``), named in errors with its
+            ``_config`` and ``_revision`` keys.
 
     Returns:
-        A Dataset whose columns start with ``query`` and ``answer``.
+        A Dataset whose columns start with ``query`` and ``answer`` (then ``given_negatives`` when the data has
+        negatives).
 
     Raises:
-        DataError: the source does not exist, cannot be read, or lacks a column.
+        DataError: the source does not exist, cannot be read, lacks a column, or a subset or revision does not
+            apply to it.
     """
+    prefix = key.removesuffix("name")
     if source.startswith("packaged:"):
+        refuse_hub_options(source, "a packaged data set", prefix, subset, revision)
         dataset = load_packaged(source)
     else:
         path = Path(source).expanduser()
         if path.exists():
-            dataset = load_local(path, split)
+            refuse_hub_options(source, "a local path", prefix, None, revision)
+            if subset is not None and not path.is_dir():
+                raise DataError(
+                    f"{prefix}config '{subset}' is set but {source} is a single file, which has no subsets: remove "
+                    f"{prefix}config"
+                )
+            dataset = load_local(path, split, subset, prefix)
         elif is_hub_name(source):
-            folder = resolve_hub_snapshot(source, repo_type="dataset", cache_dir=cache_dir)
-            dataset = load_local(Path(folder), split)
+            folder = resolve_hub_snapshot(source, repo_type="dataset", cache_dir=cache_dir, revision=revision)
+            dataset = load_local(Path(folder), split, subset, prefix)
         else:
-            raise DataError(f"data file {source} does not exist: set dataset_name to an existing file or folder")
-    return select_columns(dataset, query_column, answer_column, source)
+            raise DataError(f"data file {source} does not exist: set {key} to an existing file or folder")
+    return to_pairs(dataset, data_format, query_column, answer_column, negative_column, source)
+
+
+def refuse_hub_options(source: str, kind: str, prefix: str, subset: str | None, revision: str | None) -> None:
+    """Raise a DataError when a subset or revision is set for a source that cannot have one."""
+    for option, value in (("config", subset), ("revision", revision)):
+        if value is not None:
+            raise DataError(
+                f"{prefix}{option} '{value}' is set but {source} is {kind}, not a hub data set: "
+                f"remove {prefix}{option}"
+            )
 
 
 def load_packaged(source: str) -> Dataset:
@@ -99,17 +139,26 @@ def load_packaged(source: str) -> Dataset:
     )
 
 
-def load_local(path: Path, split: str) -> Dataset:
-    """Read a data file by its extension, or a folder saved by ``save_to_disk`` or laid out like a hub repo."""
+def load_local(path: Path, split: str, subset: str | None = None, prefix: str = "dataset_") -> Dataset:
+    """Read a data file by its extension, or a folder saved by ``save_to_disk`` or laid out like a hub repo.
+
+    ``subset`` is the configuration of a folder laid out like a hub repo with several (its README's ``configs``);
+    ``prefix`` names the setting in errors (``dataset_`` or ``eval_dataset_``).
+    """
     import datasets
 
     datasets.disable_progress_bars()
     try:
         if path.is_dir():
             if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+                if subset is not None:
+                    raise DataError(
+                        f"{prefix}config '{subset}' is set but {path} was saved with save_to_disk, which has no "
+                        f"subsets: remove {prefix}config"
+                    )
                 loaded = datasets.load_from_disk(str(path))
                 return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-            return datasets.load_dataset(str(path), split=split)
+            return datasets.load_dataset(str(path), name=subset, split=split)
         loader = FILE_LOADERS.get(path.suffix.lower())
         if loader is None:
             raise DataError(
@@ -130,7 +179,14 @@ def load_local(path: Path, split: str) -> Dataset:
     except PermissionError:
         raise DataError(f"cannot read {path}: permission denied") from None
     except ValueError as exc:
-        if "split" in str(exc).lower():
+        message = str(exc)
+        if "Config name is missing" in message or "BuilderConfig" in message:
+            available = message.rsplit("[", 1)[-1].split("]", 1)[0] if "[" in message else "?"
+            problem = f"has no subset '{subset}'" if subset is not None else "has several subsets"
+            raise DataError(
+                f"data set {path} {problem} (subsets: {available}): set {prefix}config to one of them"
+            ) from None
+        if "split" in message.lower():
             raise DataError(f"data set {path} has no split '{split}': set dataset_split") from None
         raise DataError(f"cannot read {path}: {first_line(exc)}") from None
     except Exception as exc:  # datasets and pyarrow raise many types for malformed files
@@ -178,6 +234,195 @@ def check_json_lines(path: Path) -> None:
     """Raise a DataError naming the first line of a .jsonl file that is not a JSON object."""
     for _ in iter_json_lines(path):
         pass
+
+
+def detect_format(columns: list[str], data_format: str, answer_column: str) -> str:
+    """The row layout of data with ``columns``: ``data_format`` itself unless it is ``auto``.
+
+    ``auto`` reads pairs whenever ``answer_column`` is a column (so a plain file is read as it always was), else
+    Tevatron rows when there is ``positive_passages``, else FlagEmbedding rows when there is ``pos``, else pairs
+    (whose missing answer column is then the error).
+    """
+    if data_format != "auto":
+        return data_format
+    if answer_column not in columns:
+        for name in ("tevatron", "flagembedding"):
+            if FORMAT_COLUMNS[name][0] in columns:
+                return name
+    return "pairs"
+
+
+def is_list_feature(feature: object) -> bool:
+    """Whether a datasets feature holds a list per row (lists of texts, of passages, ...)."""
+    from datasets import LargeList, List
+
+    return isinstance(feature, (List, LargeList, list))
+
+
+def to_pairs(
+    dataset: Dataset,
+    data_format: str,
+    query_column: str,
+    answer_column: str,
+    negative_column: str | None,
+    source: str,
+) -> Dataset:
+    """Turn rows of any supported layout into pairs: ``query``, ``answer``, then ``given_negatives`` when the data
+    has negatives, then the other columns.
+
+    Plain pairs with one text per cell are only renamed (the data stays memory-mapped). A list of answers, a
+    FlagEmbedding row ``{query, pos: [...], neg: [...]}`` or a Tevatron row ``{query, positive_passages: [{docid,
+    title, text}], negative_passages: [...]}`` gives one pair per positive, each carrying the row's negatives; a
+    passage is read as ``title + " " + text`` (the text alone without a title), as corpus_file rows are. A row with no
+    positive gives one pair with an empty answer, which cleaning drops and counts. Other list columns (e.g.
+    FlagEmbedding's ``pos_scores``) are left out; scalar ones (e.g. ``query_id``, a split column) are kept.
+
+    Raises:
+        DataError: a column is missing, the query column holds lists, or a column holds lists written as text.
+    """
+    columns = dataset.column_names
+    layout = detect_format(columns, data_format, answer_column)
+    if layout == "pairs":
+        positive_column = answer_column
+        wanted = [("query_column", query_column), ("answer_column", answer_column)]
+        wanted += [("negative_column", negative_column)] if negative_column is not None else []
+        fix = "set {key} to one of them"
+    else:
+        positive_column, negative_column = FORMAT_COLUMNS[layout]
+        negative_column = negative_column if negative_column in columns else None
+        wanted = [("query_column", query_column), ("data_format", positive_column)]
+        fix = f"{FORMAT_NAMES[layout]} rows need query_column and '{positive_column}' (or set data_format)"
+    for key, column in wanted:
+        if column not in columns:
+            raise DataError(
+                f"column '{column}' not found in {source} (columns: {', '.join(columns)}): {fix.format(key=key)}"
+            )
+    if layout == "pairs" and query_column == answer_column:
+        raise DataError(f"query_column and answer_column are both '{query_column}': set them to different columns")
+    if is_list_feature(dataset.features[query_column]):
+        raise DataError(
+            f"column '{query_column}' of {source} holds lists, and a question is one text: set query_column to a "
+            "column of texts"
+        )
+    for column in (query_column, positive_column, negative_column):
+        if column is not None:
+            refuse_text_lists(dataset, column, source)
+    if layout == "pairs" and negative_column is None and not is_list_feature(dataset.features[answer_column]):
+        return select_columns(dataset, query_column, answer_column, source)
+    if layout != "pairs":
+        logger.info(
+            "Reading %s as %s rows: one pair per '%s' item%s",
+            source,
+            FORMAT_NAMES[layout],
+            positive_column,
+            f", '{negative_column}' as given negatives" if negative_column else "",
+        )
+    return explode_rows(dataset, query_column, positive_column, negative_column, source)
+
+
+def refuse_text_lists(dataset: Dataset, column: str, source: str) -> None:
+    """Raise a DataError when a text column holds lists written as text (``"['a', 'b']"``, what a CSV holds after
+    a list column was saved to it): read as text, each list would silently become one answer."""
+    import ast
+
+    from datasets import Value
+
+    feature = dataset.features[column]
+    if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
+        return
+    values = [v.strip() for v in dataset.select(range(min(LIST_TEXT_SAMPLE, len(dataset))))[column] if v and v.strip()]
+    if not values or not all(v.startswith("[") and v.endswith("]") for v in values):
+        return
+    try:
+        if not all(isinstance(ast.literal_eval(v), list) for v in values):
+            return
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return
+    raise DataError(
+        f"column '{column}' of {source} holds lists written as text (e.g. {values[0][:40]!r}): save the data as "
+        ".jsonl or .parquet, where a list is read as several answers or negatives, or give one text per row"
+    )
+
+
+def passage_texts(value: object, column: str, row: int) -> list[str]:
+    """The texts of one cell: a text, a passage ``{title, text}``, or a list of either; None is no text.
+
+    A passage is ``title + " " + text``, or the text alone when the title is missing or empty.
+
+    Raises:
+        DataError: the cell holds something else (the column and row are named).
+    """
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in passage_texts(item, column, row)]
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [str(value)]
+    if isinstance(value, dict) and isinstance(value.get("text"), str):
+        return [with_title(value.get("title"), value["text"])]
+    raise DataError(
+        f"column '{column}' row {row + 1} holds {str(value)[:60]!r}: each item must be a text or a passage "
+        '{"title": ..., "text": ...}'
+    )
+
+
+def with_title(title: object, text: str) -> str:
+    """``title + " " + text`` (both stripped), or the text alone when there is no title: how a titled passage
+    (Tevatron, corpus_file) becomes one document."""
+    return f"{title.strip()} {text.strip()}" if isinstance(title, str) and title.strip() else text
+
+
+def explode_rows(
+    dataset: Dataset, query_column: str, positive_column: str, negative_column: str | None, source: str
+) -> Dataset:
+    """One row per (query, positive) of rows that hold lists, each with the row's negatives in ``given_negatives``
+    (read a batch at a time with ``Dataset.map``, so large data never sits in memory as Python strings)."""
+    from datasets import Features, List, Value
+
+    used = {query_column, positive_column, negative_column}
+    kept = [
+        c
+        for c in dataset.column_names
+        if c not in used and c not in (QUERY, ANSWER, NEGATIVES) and not is_list_feature(dataset.features[c])
+    ]
+    dropped = [c for c in dataset.column_names if c not in used and c not in kept]
+    if dropped:
+        logger.info("Left out the columns %s of %s: they are not read", ", ".join(dropped), source)
+    features = Features(
+        {
+            QUERY: Value("string"),
+            ANSWER: Value("string"),
+            NEGATIVES: List(Value("string")),
+            **{c: dataset.features[c] for c in kept},
+        }
+    )
+
+    def explode(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        out: dict[str, list] = {name: [] for name in features}
+        for i, query in enumerate(batch[query_column]):
+            positives = passage_texts(batch[positive_column][i], positive_column, indices[i]) or [""]
+            negatives = (
+                passage_texts(batch[negative_column][i], negative_column, indices[i]) if negative_column else []
+            )
+            for answer in positives:
+                out[QUERY].append("" if query is None else str(query))
+                out[ANSWER].append(answer)
+                out[NEGATIVES].append(negatives)
+                for column in kept:
+                    out[column].append(batch[column][i])
+        return out
+
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        return dataset.map(
+            explode, batched=True, with_indices=True, remove_columns=dataset.column_names, features=features
+        )
+    finally:
+        datasets.enable_progress_bars()
 
 
 def select_columns(dataset: Dataset, query_column: str, answer_column: str, source: str) -> Dataset:
@@ -455,10 +700,7 @@ def load_corpus_file(path: str, key: str = "corpus_file") -> list[str]:
         for number, row in iter_json_lines(file):
             if not isinstance(row.get("text"), str):
                 raise DataError(f"{path} line {number} has no 'text' string: each row must be {{\"text\": ...}}")
-            title = row.get("title")
-            text = (
-                f"{title.strip()} {row['text'].strip()}" if isinstance(title, str) and title.strip() else row["text"]
-            )
+            text = with_title(row.get("title"), row["text"])
             if text.strip():
                 documents.append(text.strip())
     if not documents:
@@ -483,6 +725,17 @@ def pairs_digest(queries: list[str], answers: list[str]) -> str:
     return digest.hexdigest()
 
 
+def negatives_digest(pairs: Dataset) -> str:
+    """A hash of each pair's given negatives, independent of the pairs' order (sha256 of the sorted per-row
+    digests of query, answer and negatives)."""
+    rows = sorted(
+        text_digest(query, answer, *negatives)
+        for batch in pairs.select_columns([QUERY, ANSWER, NEGATIVES]).iter(batch_size=20_000)
+        for query, answer, negatives in zip(batch[QUERY], batch[ANSWER], batch[NEGATIVES])
+    )
+    return hashlib.sha256(b"".join(rows)).hexdigest()
+
+
 @dataclass
 class PreparedData:
     """The data stage's output: the split, every known pair, and the document pools for retrieval and mining."""
@@ -499,16 +752,29 @@ class PreparedData:
         return document_pool(self.all_pairs[ANSWER], self.extra_documents)
 
     @cached_property
+    def held_out_answers(self) -> set[str]:
+        """Every answer of a test or dev question: never a training negative, mined or given."""
+        return {answer for name in ("test", "dev") if name in self.splits for answer in self.splits[name][ANSWER]}
+
+    @cached_property
     def training_documents(self) -> list[str]:
         """The extra documents that may serve as training negatives: never an answer of a held-out question."""
-        held_out = {answer for name in ("test", "dev") if name in self.splits for answer in self.splits[name][ANSWER]}
-        return [document for document in self.extra_documents if document not in held_out]
+        return [document for document in self.extra_documents if document not in self.held_out_answers]
+
+    @property
+    def has_given_negatives(self) -> bool:
+        """Whether the training pairs carry negatives from the data (flagembedding, tevatron, negative_column)."""
+        return NEGATIVES in self.splits["train"].column_names
 
     @cached_property
     def fingerprint(self) -> dict[str, str]:
         """A hash of each split's pairs, saved with a run's mined triplets so they are never reused with another
-        split (e.g. after the config or the data file changed, or from a run made by an older version)."""
-        return {name: pairs_digest(split[QUERY], split[ANSWER]) for name, split in self.splits.items()}
+        split (e.g. after the config or the data file changed, or from a run made by an older version); with given
+        negatives also a hash of the training pairs' negatives, so changed negatives are never reused either."""
+        digests = {name: pairs_digest(split[QUERY], split[ANSWER]) for name, split in self.splits.items()}
+        if self.has_given_negatives:
+            digests["train_given_negatives"] = negatives_digest(self.splits["train"])
+        return digests
 
     def counts(self) -> dict[str, int]:
         """The sizes a person checks first, for the log and ``metrics.json``."""
@@ -524,14 +790,36 @@ class PreparedData:
         if "dev" in self.splits:
             counts["dev_pairs"] = len(self.splits["dev"])
             counts["dev_questions"] = len(set(self.splits["dev"][QUERY]))
+        if self.has_given_negatives:
+            counts["train_pairs_with_given_negatives"] = sum(
+                1
+                for batch in self.splits["train"].select_columns([NEGATIVES]).iter(20_000)
+                for n in batch[NEGATIVES]
+                if n
+            )
         counts["retrieval_pool"] = len(self.corpus)
         counts["corpus_file_held_out"] = len(self.extra_documents) - len(self.training_documents)
         return counts
 
 
-def load_clean_pairs(config: RunConfig, source: str) -> tuple[Dataset, CleaningStats]:
-    """Load ``source`` with the configured columns and split, clean it, and log what was dropped."""
-    pairs = load_pairs(source, config.query_column, config.answer_column, config.dataset_split, config.cache_dir)
+def load_clean_pairs(config: RunConfig, source: str, evaluation: bool = False) -> tuple[Dataset, CleaningStats]:
+    """Load ``source`` with the configured format, columns and split, clean it, and log what was dropped.
+
+    ``evaluation``: ``source`` is ``eval_dataset_name``, read with ``eval_dataset_config`` and
+    ``eval_dataset_revision`` (else ``dataset_config`` and ``dataset_revision``).
+    """
+    pairs = load_pairs(
+        source,
+        config.query_column,
+        config.answer_column,
+        config.dataset_split,
+        config.cache_dir,
+        data_format=config.data_format,
+        negative_column=config.negative_column,
+        subset=config.eval_dataset_config if evaluation else config.dataset_config,
+        revision=config.eval_dataset_revision if evaluation else config.dataset_revision,
+        key="eval_dataset_name" if evaluation else "dataset_name",
+    )
     pairs, stats = clean_pairs(pairs)
     logger.info(
         "Loaded %d pairs from %s: dropped %d with an empty query or answer and %d duplicates, kept %d",
@@ -546,8 +834,10 @@ def load_clean_pairs(config: RunConfig, source: str) -> tuple[Dataset, CleaningS
 
 def retrieval_pool(config: RunConfig) -> list[str]:
     """The documents a run ranks, without splitting: every answer of the data (and eval data) plus corpus_file."""
-    sources = [config.dataset_name, *([config.eval_dataset_name] if config.eval_dataset_name else [])]
-    answers = [answer for source in sources for answer in load_clean_pairs(config, source)[0][ANSWER]]
+    sources = [(config.dataset_name, False), *([(config.eval_dataset_name, True)] if config.eval_dataset_name else [])]
+    answers = [
+        answer for source, evaluation in sources for answer in load_clean_pairs(config, source, evaluation)[0][ANSWER]
+    ]
     extra = load_corpus_file(config.corpus_file) if config.corpus_file is not None else []
     return document_pool(answers, extra)
 
@@ -567,7 +857,7 @@ def prepare_data(config: RunConfig) -> PreparedData:
     all_pairs = pairs
     overlap_dropped = 0
     if config.eval_dataset_name is not None:
-        test, _ = load_clean_pairs(config, config.eval_dataset_name)
+        test, _ = load_clean_pairs(config, config.eval_dataset_name, evaluation=True)
         common = [c for c in pairs.column_names if c in test.column_names]
         all_pairs = concatenate_datasets([pairs.select_columns(common), test.select_columns(common)])
         train, overlap_dropped = drop_overlap(pairs, test)

@@ -1,4 +1,5 @@
-"""Telling local paths from Hugging Face hub names, and reaching the hub only when it is needed.
+"""Telling local paths from Hugging Face hub names, reaching the hub only when it is needed, and pushing a final
+model to it (``hub_model_id``).
 
 The default hub client retries an unreachable host for over a minute before it fails. Here a name that is not in
 the local cache is tried only after a quick check that the hub answers at all, so an offline machine gets a clear
@@ -12,8 +13,12 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from embedft.errors import DataError, ModelError, first_line
+
+if TYPE_CHECKING:
+    from sentence_transformers.sentence_transformer import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +99,10 @@ def offline_message(repo_id: str, kind: str, key: str, cache_dir: str | None) ->
     )
 
 
-def resolve_hub_snapshot(repo_id: str, repo_type: str, cache_dir: str | None) -> str:
+def resolve_hub_snapshot(repo_id: str, repo_type: str, cache_dir: str | None, revision: str | None = None) -> str:
     """Return a local folder holding the hub repo: from the cache, else downloaded when the hub answers.
+
+    ``revision`` (a branch, tag or commit; None: main) picks the snapshot, in the cache as on the hub.
 
     Raises:
         DataError: (for data sets) not cached and no network.
@@ -107,13 +114,55 @@ def resolve_hub_snapshot(repo_id: str, repo_type: str, cache_dir: str | None) ->
     error = DataError if repo_type == "dataset" else ModelError
     key = "dataset_name" if repo_type == "dataset" else "model_name"
     try:
-        return snapshot_download(repo_id, repo_type=repo_type, cache_dir=cache_dir, local_files_only=True)
+        return snapshot_download(
+            repo_id, repo_type=repo_type, cache_dir=cache_dir, revision=revision, local_files_only=True
+        )
     except LocalEntryNotFoundError:
         pass
     if not hub_reachable():
         raise error(offline_message(repo_id, "data set" if repo_type == "dataset" else "model", key, cache_dir))
     logger.info("Downloading %s '%s' from the hub", repo_type, repo_id)
     try:
-        return snapshot_download(repo_id, repo_type=repo_type, cache_dir=cache_dir)
+        return snapshot_download(repo_id, repo_type=repo_type, cache_dir=cache_dir, revision=revision)
     except HfHubHTTPError as exc:
         raise error(f"cannot download {repo_type} '{repo_id}': {first_line(exc)}") from None
+
+
+def push_model(model: SentenceTransformer, folder: Path, repo_id: str, private: bool = True) -> dict[str, Any]:
+    """Upload the saved model ``folder`` (weights, config, card, as saved) to the hub repo ``repo_id``.
+
+    It runs after the run has been scored, so a failure must not lose it: an unreachable hub, a missing login, a
+    refused repo or any other upload error is logged as one warning (no token ever appears: the message is masked)
+    and reported in the returned record; the local model stays where it is, to be pushed later by hand.
+
+    Args:
+        model: the model that was saved to ``folder`` (its card data records the hub id).
+        folder: the saved model folder that is uploaded as it is.
+        repo_id: ``user/name`` or ``org/name``; created when missing.
+        private: create the repo private.
+
+    Returns:
+        ``{"model_id", "pushed": True, "url"}`` or ``{"model_id", "pushed": False, "error"}``.
+    """
+    from embedft.config import mask_secrets
+
+    later = f"the model is kept in {folder}: push it later with 'hf upload {repo_id} {folder}'"
+    if not hub_reachable():
+        error = "the hub cannot be reached (no network, or HF_HUB_OFFLINE is set)"
+        logger.warning("Not pushed to %s: %s; %s", repo_id, error, later)
+        return {"model_id": repo_id, "pushed": False, "error": error}
+    logger.info("Pushing %s to the hub as %s (%s)", folder, repo_id, "private" if private else "public")
+    try:
+        url = model.push_to_hub(
+            repo_id,
+            private=private,
+            exist_ok=True,
+            local_model_path=str(folder),
+            commit_message="Upload a model fine-tuned with embedft",
+        )
+    except Exception as exc:  # noqa: BLE001 - any hub or network failure; the finished run must still be written
+        error = mask_secrets(f"{type(exc).__name__}: {first_line(exc)}")
+        logger.warning("Not pushed to %s: %s; %s", repo_id, error, later)
+        return {"model_id": repo_id, "pushed": False, "error": error}
+    logger.info("Pushed to the hub: %s", url)
+    return {"model_id": repo_id, "pushed": True, "url": str(url)}

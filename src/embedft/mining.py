@@ -35,7 +35,7 @@ from embedft.embeddings import EmbeddingCache
 from embedft.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     import torch
     from datasets import Dataset
@@ -232,7 +232,7 @@ class MiningDiagnostics:
     searched, negative scores the negatives kept (as mine_hard_negatives' own statistics do).
     """
 
-    search: str  # "exact" or "approximate"
+    search: str  # "exact" or "approximate"; "none" when nothing was mined (given negatives only)
     num_negatives: int
     pairs: int  # (query, positive) pairs searched
     pairs_kept: int  # pairs that became training rows
@@ -246,6 +246,7 @@ class MiningDiagnostics:
     negative_scores: dict[str, Any]  # score_summary of the query-negative scores
     positive_negative_similarity: dict[str, Any]  # score_summary of each kept negative's cosine with its positive
     options: dict[str, Any] = field(default_factory=dict)  # the mining filters in force
+    given: dict[str, Any] | None = None  # GivenNegatives.to_dict() when the data's own negatives were read
 
     @property
     def near_duplicate_rate(self) -> float:
@@ -270,6 +271,7 @@ class MiningDiagnostics:
                 "count": self.near_duplicates,
                 "rate": round(self.near_duplicate_rate, 6),
             },
+            **({"given_negatives": self.given} if self.given is not None else {}),
             "histogram_edges": list(HISTOGRAM_EDGES),
             "scores": {
                 "query_positive": self.positive_scores,
@@ -295,6 +297,13 @@ class MiningDiagnostics:
             f"filters dropped {filtered:,} of {self.candidates:,} candidates"
             + (f" ({by_filter})" if by_filter else "")
             + f", {self.search} search"
+            + (
+                f"; given negatives: {self.given['used']:,} used, {self.given['mined_used']:,} mined added, "
+                f"{self.given['dropped_positive']:,} dropped as a positive of the question and "
+                f"{self.given['dropped_held_out']:,} as a held-out answer"
+                if self.given is not None
+                else ""
+            )
         )
 
 
@@ -374,6 +383,7 @@ def mine(
     cache: EmbeddingCache,
     seed: int,
     description: str = "mining",
+    keep_short: bool = False,
 ) -> MiningOutcome:
     """Mine negatives for every query of ``task`` against its whole corpus.
 
@@ -384,7 +394,8 @@ def mine(
 
     With ``options.num_negatives > 1`` a (query, positive) pair keeps its rows only when all its negatives were
     found, as mine_hard_negatives' n-tuple format does. The outcome also counts the pairs left out and keeps the
-    scores :meth:`MiningOutcome.diagnostics` summarises.
+    scores :meth:`MiningOutcome.diagnostics` summarises. ``keep_short`` keeps the rows of such pairs too (counted
+    all the same), for given negatives to be filled up with them.
     """
     import torch
 
@@ -459,7 +470,8 @@ def mine(
                 # n-tuple rows need every negative: like mine_hard_negatives, drop pairs that got fewer.
                 short = (found_count > 0) & (found_count < options.num_negatives)
                 outcome.pairs_too_few_negatives += int(short.sum())
-                found &= (found_count == options.num_negatives)[:, None]
+                if not keep_short:
+                    found &= (found_count == options.num_negatives)[:, None]
             block = np.stack(
                 [
                     np.repeat(start + per_query, width_found),
@@ -516,29 +528,39 @@ def triplet_dataset(task: MiningTask, rows: np.ndarray, path: Path | None = None
     With ``path`` the rows are streamed to that JSON-lines file (through a temporary file) and read back memory-mapped,
     so a million rows never sit in memory as Python strings and as an Arrow table at once.
     """
+    texts = ((task.queries[q], task.corpus[p], *(task.corpus[n] for n in ns)) for q, p, *ns in rows.tolist())
+    return rows_dataset(texts, rows.shape[1] - 2, path, empty=len(rows) == 0)
+
+
+def rows_dataset(
+    rows: Iterable[tuple[str, ...]], num_negatives: int, path: Path | None = None, empty: bool = False
+) -> Dataset:
+    """Training rows of texts, ``(query, answer, negative_1, ..., negative_k)`` each, as the Dataset the trainer
+    reads: columns ``query``, ``answer`` and :func:`negative_columns`, string-typed even when there are none.
+
+    With ``path`` the rows are streamed to that JSON-lines file (through a temporary file) and read back
+    memory-mapped, like mined rows (``empty``: there are none, so they are saved from an empty Dataset).
+    """
     import json
     import os
 
     from datasets import Dataset, Features, Value
 
-    negatives = negative_columns(rows.shape[1] - 2)
-    features = Features({column: Value("string") for column in (QUERY, ANSWER, *negatives)})
-    if path is None or len(rows) == 0:
-        columns = {
-            QUERY: [task.queries[q] for q in rows[:, 0].tolist()],
-            ANSWER: [task.corpus[p] for p in rows[:, 1].tolist()],
-            **{name: [task.corpus[n] for n in rows[:, 2 + i].tolist()] for i, name in enumerate(negatives)},
-        }
-        triplets = Dataset.from_dict(columns, features=features)
+    negatives = negative_columns(num_negatives)
+    names = [QUERY, ANSWER, *negatives]
+    features = Features({column: Value("string") for column in names})
+    if path is None or empty:
+        rows = list(rows)
+        triplets = Dataset.from_dict(
+            {name: [row[i] for row in rows] for i, name in enumerate(names)}, features=features
+        )
         if path is not None:
             save_triplets(triplets, path)
         return triplets
     temporary = path.with_name(f".{path.name}.partial")
     with open(temporary, "w", encoding="utf-8") as handle:
-        for q, p, *ns in rows.tolist():
-            row = {QUERY: task.queries[q], ANSWER: task.corpus[p]}
-            row.update((name, task.corpus[n]) for name, n in zip(negatives, ns))
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for row in rows:
+            handle.write(json.dumps(dict(zip(names, row)), ensure_ascii=False) + "\n")
     os.replace(temporary, path)
     return load_triplets(path)
 
@@ -645,6 +667,174 @@ def log_outcome(outcome: MiningOutcome, options: MiningConfig) -> None:
         outcome.candidates,
         f"; filters removed: {dropped}" if dropped else "",
     )
+
+
+@dataclass
+class GivenNegatives:
+    """The negatives the data brought (flagembedding ``neg``, tevatron ``negative_passages``, a negative_column):
+    each training pair's usable ones, in the data's order, and what was dropped on the way (for ``mining.json``)."""
+
+    lists: list[list[str]]  # per training row: stripped, distinct, never a positive or a held-out answer
+    read: int = 0  # distinct non-empty given negatives over all training pairs
+    dropped_positive: int = 0  # a positive of the pair's own question (any of its answers in the data)
+    dropped_held_out: int = 0  # an answer of a test or dev question (it would leak evaluation answers)
+
+    @property
+    def pairs_with_given(self) -> int:
+        return sum(1 for negatives in self.lists if negatives)
+
+
+def read_given_negatives(train: Dataset, known_pairs: Dataset, held_out_answers: set[str]) -> GivenNegatives:
+    """Each training pair's given negatives that may be trained on, counting the others.
+
+    A given negative is dropped when it is a positive of the pair's question (one of its answers anywhere in
+    ``known_pairs`` or ``train``: pushing it away would teach the model the opposite of the data), or an answer of a
+    held-out question (``held_out_answers``: training on it would leak the evaluation answers). Negatives are
+    stripped; empty ones and repeats within a pair are skipped without counting.
+
+    Args:
+        train: training pairs with ``query``, ``answer`` and ``given_negatives``.
+        known_pairs: every known pair (all of the data, the evaluation file too).
+        held_out_answers: the answers of the test and dev questions.
+    """
+    from embedft.data import NEGATIVES, iter_pairs, text_digest
+
+    train_queries = {text_digest(query) for query, _ in iter_pairs(train)}
+    positives: dict[bytes, set[bytes]] = {}
+    for pairs in (known_pairs, train):
+        for query, answer in iter_pairs(pairs):
+            key = text_digest(query)
+            if key in train_queries:
+                positives.setdefault(key, set()).add(text_digest(answer))
+    held_out = {text_digest(answer) for answer in held_out_answers}
+    given = GivenNegatives(lists=[])
+    for batch in train.select_columns([QUERY, NEGATIVES]).iter(batch_size=20_000):
+        for query, negatives in zip(batch[QUERY], batch[NEGATIVES]):
+            own = positives.get(text_digest(query), set())
+            usable: list[str] = []
+            for text in dict.fromkeys(text.strip() for text in negatives or [] if text and text.strip()):
+                given.read += 1
+                digest = text_digest(text)
+                if digest in own:
+                    given.dropped_positive += 1
+                elif digest in held_out:
+                    given.dropped_held_out += 1
+                else:
+                    usable.append(text)
+            given.lists.append(usable)
+    return given
+
+
+def choose_given(negatives: list[str], count: int, strategy: str, rng: random.Random) -> list[str]:
+    """``count`` of a pair's given negatives: the first ones (``top``: the data's order, usually hardest first) or a
+    seeded sample kept in the data's order (``random``); all of them when there are no more than ``count``."""
+    if len(negatives) <= count:
+        return negatives
+    if strategy == "top":
+        return negatives[:count]
+    return [negatives[i] for i in sorted(rng.sample(range(len(negatives)), count))]
+
+
+def given_negatives_training_set(
+    train: Dataset,
+    given: GivenNegatives,
+    model: SentenceTransformer,
+    options: MiningConfig,
+    seed: int,
+    extra_documents: list[str] | None = None,
+    cache: EmbeddingCache | None = None,
+    path: Path | None = None,
+) -> MinedTrainingSet:
+    """Training rows from the data's own negatives, filled up with mined ones (``mining.given_negatives``).
+
+    Each pair takes ``options.num_negatives`` of its given negatives (:func:`choose_given`). With ``use`` a pair
+    that has fewer is left out and nothing is mined. With ``mix`` the questions that have a pair short of given
+    negatives are mined (all their pairs, against the whole training pool: every training answer and
+    ``extra_documents``, with the usual filters), and each short pair is filled up with its best mined negatives
+    that are not already among its given ones; a pair still short is left out. The rows have the layout of mined
+    ones: ``(query, answer, negative)``, or ``(query, answer, negative_1, ..., negative_k)``.
+
+    Returns:
+        The rows and the :class:`MiningDiagnostics`: pair counts over all training pairs, scores over the mined
+        questions only, and the given-negative counts under ``given``.
+
+    Raises:
+        DataError: with ``use``, no pair has enough given negatives (there would be nothing to train on).
+    """
+    from embedft.data import iter_pairs
+    from embedft.errors import DataError
+
+    count = options.num_negatives
+    rng = random.Random(seed)
+    chosen = [choose_given(negatives, count, options.sampling_strategy, rng) for negatives in given.lists]
+    outcome = MiningOutcome(search="none")
+    mined: dict[tuple[str, str], list[str]] = {}
+    pairs_mined = 0
+    if options.given_negatives == "mix" and any(len(negatives) < count for negatives in chosen):
+        queries = train[QUERY]
+        short = {query for query, negatives in zip(queries, chosen) if len(negatives) < count}
+        rows = [i for i, query in enumerate(queries) if query in short]
+        subset = train.select(rows).select_columns([QUERY, ANSWER])
+        pairs_mined = len(subset)
+        others = train.select(sorted(set(range(len(train))) - set(rows)))[ANSWER] if len(rows) < len(train) else []
+        task = MiningTask.from_dataset(subset, [*others, *(extra_documents or [])])
+        cache, scratch = run_cache(cache)
+        try:
+            outcome = mine(task, model, options, cache, seed, "training", keep_short=True)
+        finally:
+            if scratch is not None:
+                scratch.cleanup()
+        log_outcome(outcome, options)
+        for q, p, n in outcome.all_rows().tolist():
+            mined.setdefault((task.queries[q], task.corpus[p]), []).append(task.corpus[n])
+    texts: list[tuple[str, ...]] = []
+    without = too_few = used = mined_used = 0
+    for (query, answer), negatives in zip(iter_pairs(train), chosen):
+        if len(negatives) < count:
+            fill = [text for text in mined.get((query, answer), []) if text not in negatives]
+            mined_used_here = min(len(fill), count - len(negatives))
+            negatives = [*negatives, *fill[:mined_used_here]]
+        else:
+            mined_used_here = 0
+        if len(negatives) < count:
+            without += not negatives
+            too_few += bool(negatives)
+            continue
+        used += count - mined_used_here
+        mined_used += mined_used_here
+        texts.append((query, answer, *negatives))
+    if not texts and options.given_negatives == "use":
+        raise DataError(
+            f"no training pair has mining.num_negatives={count} given negatives (after dropping positives and "
+            "held-out answers): lower mining.num_negatives or set mining.given_negatives: mix to mine the rest"
+        )
+    diagnostics = outcome.diagnostics(options)
+    diagnostics.pairs = len(chosen)
+    diagnostics.pairs_kept = len(texts)
+    diagnostics.pairs_without_negative = without
+    diagnostics.pairs_too_few_negatives = too_few
+    diagnostics.given = {
+        "mode": options.given_negatives,
+        "pairs_with_given": given.pairs_with_given,
+        "pairs_with_enough_given": sum(1 for negatives in chosen if len(negatives) == count),
+        "pairs_mined": pairs_mined,
+        "read": given.read,
+        "dropped_positive": given.dropped_positive,
+        "dropped_held_out": given.dropped_held_out,
+        "used": used,
+        "mined_used": mined_used,
+    }
+    if without or too_few:
+        logger.warning(
+            "%d of %d training pairs have fewer than mining.num_negatives=%d %s negatives and are left out%s",
+            without + too_few,
+            len(chosen),
+            count,
+            "given" if options.given_negatives == "use" else "given or mined",
+            " (mining.given_negatives: mix fills them up by mining)" if options.given_negatives == "use" else "",
+        )
+    logger.info("%s", diagnostics.summary())
+    return MinedTrainingSet(rows_dataset(texts, count, path, empty=not texts), diagnostics)
 
 
 def mine_evaluation_triplets(

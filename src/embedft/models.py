@@ -84,6 +84,7 @@ def load_model(
     max_seq_length: int | None = None,
     key: str = "model_name",
     use_prompts: bool = True,
+    prompts: dict[str, str] | None = None,
 ) -> SentenceTransformer:
     """Load a SentenceTransformer on ``device``.
 
@@ -95,6 +96,8 @@ def load_model(
         max_seq_length: truncate inputs to this many tokens (None keeps the model's).
         key: the config key that named the model, for error messages.
         use_prompts: keep the model's own prompts; False drops them, so every text is encoded as it is.
+        prompts: custom prompts by name (``query``, ``document``) set over the model's own, so that every stage
+            (mining, training, evaluation, inference) applies them and the saved model keeps them.
     """
     import torch
     from sentence_transformers.sentence_transformer import SentenceTransformer
@@ -120,6 +123,7 @@ def load_model(
         model.default_prompt_name = None
     else:
         fill_document_prompt(model)
+        model.prompts.update(prompts or {})
     return model
 
 
@@ -148,8 +152,34 @@ def fill_document_prompt(model: SentenceTransformer) -> None:
 def load_configured_model(config: RunConfig, name: str, device: str, key: str) -> SentenceTransformer:
     """:func:`load_model` with the config's cache folder, remote-code, length and prompt settings."""
     return load_model(
-        name, device, config.cache_dir, config.trust_remote_code, config.max_seq_length, key, config.use_prompts
+        name,
+        device,
+        config.cache_dir,
+        config.trust_remote_code,
+        config.max_seq_length,
+        key,
+        config.use_prompts,
+        configured_prompts(config, name, key),
     )
+
+
+def configured_prompts(config: RunConfig, name: str, key: str) -> dict[str, str]:
+    """The ``query_prompt``/``document_prompt`` the config sets, as model prompt names (``query``, ``document``).
+
+    They are instructions for ``model_name``: every model that stands for it gets them (the trained model, the saved
+    final model, a model scored or searched with ``MODEL=``, the base guide), and so does the mining model when it is
+    ``model_name`` itself (the default). A different mining model keeps its own prompts: another model's
+    instruction would only shift its embeddings.
+
+    Args:
+        config: the run configuration.
+        name: the model being loaded.
+        key: the config key (or argument) that named it; ``mining_model_name`` for the mining model and a mining guide.
+    """
+    if key == "mining_model_name" and name != config.model_name:
+        return {}
+    given = {QUERY_PROMPT_NAMES[0]: config.query_prompt, DOCUMENT_PROMPT_NAMES[0]: config.document_prompt}
+    return {prompt_name: prompt for prompt_name, prompt in given.items() if prompt is not None}
 
 
 def encode_prompt(model: SentenceTransformer, names: Sequence[str]) -> str:
@@ -273,7 +303,6 @@ def resolve_device(device: str | None, key: str = "device", for_training: bool =
 
 def resolve_precision(fp16: bool, bf16: bool, device: str) -> tuple[bool, bool]:
     """Honour fp16/bf16 where the hardware has them; elsewhere warn once and train in fp32."""
-    import torch
 
     if not (fp16 or bf16):
         return False, False
@@ -281,7 +310,21 @@ def resolve_precision(fp16: bool, bf16: bool, device: str) -> tuple[bool, bool]:
     if not device.startswith("cuda"):
         logger.warning("%s needs a CUDA GPU; training on %s in fp32 instead", wanted, device)
         return False, False
-    if bf16 and not torch.cuda.is_bf16_supported():
-        logger.warning("this GPU has no bf16 support; training in fp32 instead (fp16 is another option)")
+    if bf16 and not gpu_has_bf16():
+        logger.warning(
+            "this GPU has no bf16 arithmetic (pre-Ampere, e.g. T4 or V100): training in fp32 instead; set "
+            "training.bf16=false training.fp16=true for fp16 mixed precision"
+        )
         return False, False
     return fp16, bf16
+
+
+def gpu_has_bf16() -> bool:
+    """Whether the current GPU computes in bf16 natively. torch's own check also says yes where bf16 is only
+    emulated (T4, V100), which would train slower than fp32; that case counts as no."""
+    import torch
+
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # a torch without the argument checked native support only
+        return bool(torch.cuda.is_bf16_supported())

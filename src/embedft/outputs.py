@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import Any
 
 from embedft.config import RunConfig, load_config
 from embedft.errors import OutputError
@@ -236,22 +236,51 @@ def find_resumable_run(output_dir: str | Path, resume: str) -> Path:
     return run_dir
 
 
-def lock_run(run_dir: Path) -> IO[str]:
-    """Take an exclusive lock on a run folder for as long as the returned handle stays open (the process's life).
+class RunLock:
+    """An exclusive lock on a run folder (its ``.lock`` file), held until :meth:`close`, the end of a ``with`` block,
+    or the end of the process, whichever comes first.
 
-    Two processes training into one run would interleave checkpoints; the second one is refused instead.
+    ``filelock`` takes it the way each OS allows (``fcntl.flock`` on Linux and macOS, ``msvcrt.locking`` on Windows,
+    a lock file where the file system has neither), and the OS drops it when a killed process dies, so a crashed run
+    is never left locked.
+    """
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+
+    @property
+    def locked(self) -> bool:
+        return bool(self._lock.is_locked)
+
+    def close(self) -> None:
+        """Release the lock (the ``.lock`` file stays; it is only the lock's handle)."""
+        if self._lock.is_locked:
+            self._lock.release(force=True)
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def lock_run(run_dir: Path) -> RunLock:
+    """Take an exclusive lock on a run folder for as long as the returned lock stays open (at most the process's
+    life), on every OS.
+
+    Two processes training into one run would interleave checkpoints; the second one is refused at once instead of
+    waiting.
 
     Raises:
         OutputError: another process holds the run.
     """
-    import fcntl
+    from filelock import FileLock, Timeout
 
-    handle = open(run_dir / ".lock", "a", encoding="utf-8")  # noqa: SIM115 - held open on purpose
+    lock = FileLock(run_dir / ".lock", timeout=0)  # timeout 0: refused at once when held
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:  # held by another process (an unsupported file system raises other errors)
-        handle.close()
+        lock.acquire()
+    except Timeout:
         raise OutputError(
             f"run {run_dir} is in use by another training process: let it finish, or resume another run"
         ) from None
-    return handle
+    return RunLock(lock)

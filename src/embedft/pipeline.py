@@ -18,16 +18,16 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from embedft import cli, distributed
-from embedft.config import RunConfig, load_config, save_config
-from embedft.errors import OutputError
+from embedft.config import RunConfig, load_config, parse_override, save_config
+from embedft.errors import ConfigError, OutputError
 from embedft.hub import use_offline_mode
-from embedft.outputs import RunFiles, find_resumable_run, lock_run
+from embedft.outputs import RunFiles, RunLock, find_resumable_run, lock_run
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from datasets import Dataset
     from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
@@ -49,19 +49,120 @@ class MinedTriplets:
     dev: Dataset | None = None
 
 
-def open_resumed_run(output_dir: str, resume: str) -> tuple[RunFiles, RunConfig, IO[str]]:
-    """The run to resume (a folder, or ``latest``), locked, with its own saved config.
+# What a resumed run may change: how often it evaluates, saves and logs, where it logs, how batches are loaded, and
+# batch_size with gradient accumulation as long as their product (the rows of one optimizer step) stays the same.
+RESUME_SAFE_KEYS = (
+    "batch_size",
+    "training.gradient_accumulation_steps",
+    "training.eval_steps",
+    "training.save_steps",
+    "training.logging_steps",
+    "training.save_total_limit",
+    "training.report_to",
+    "training.dataloader_num_workers",
+)
+# Says where the run is (RESUME=latest looks there); the run keeps its own.
+RESUME_LOCATOR_KEYS = ("output_dir",)
+OPTIMISATION_KEYS = ("num_epochs", "learning_rate", "weight_decay", "warmup_ratio", "temperature", "device")
+
+
+def resume_refusal(key: str) -> str:
+    """One line saying why ``key`` cannot change on a resumed run, and what can."""
+    section = key.split(".", 1)[0]
+    if section == "mining":
+        reason = "the run's mined triplets are saved with it"
+    elif section == "evaluation":
+        reason = "baseline and final must be scored alike, and the baseline is saved with the run"
+    elif section == "training" or key in OPTIMISATION_KEYS:
+        reason = "the checkpoint's optimizer, learning-rate schedule and loss go on with the values they started with"
+    elif "model" in key or "prompt" in key or key == "max_seq_length":
+        reason = "the checkpoint holds the model as it was configured"
+    else:
+        reason = "the run's split, mined triplets and baseline were made with the config it started with"
+    return (
+        f"'{key}' cannot change on a resumed run: {reason}; start a new run to change it (a resumed run takes only "
+        f"{', '.join(RESUME_SAFE_KEYS)}; batch_size times gradient_accumulation_steps unchanged)"
+    )
+
+
+def check_resume_overrides(overrides: Sequence[str]) -> None:
+    """Refuse, with the reason, an override that a resumed run cannot take (see ``RESUME_SAFE_KEYS``).
 
     Raises:
+        ConfigError: an override of any other key.
+    """
+    for override in overrides:
+        key, _ = parse_override(override)
+        if key not in RESUME_SAFE_KEYS and key not in RESUME_LOCATOR_KEYS:
+            raise ConfigError(resume_refusal(key))
+
+
+def flat_options(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"training": {"eval_steps": 5}}`` as ``{"training.eval_steps": 5}``."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and not prefix:
+            flat.update(flat_options(value, f"{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_global_batch(saved: RunConfig, changed: RunConfig) -> None:
+    """A resumed run may split its batches differently, never change how many rows an optimizer step sees: the
+    checkpoint's learning-rate schedule and its position in the data count steps of that many rows.
+
+    Raises:
+        ConfigError: ``batch_size`` times ``training.gradient_accumulation_steps`` differs from the saved run's.
+    """
+    before = saved.batch_size * saved.training.accumulation_steps
+    after = changed.batch_size * changed.training.accumulation_steps
+    if before != after:
+        half = max(before // 2, 1)
+        example = f"batch_size={half} training.gradient_accumulation_steps={before // half}"
+        raise ConfigError(
+            f"'batch_size' x 'training.gradient_accumulation_steps' must stay {before} on a resumed run (it was "
+            f"{saved.batch_size} x {saved.training.accumulation_steps}), got {changed.batch_size} x "
+            f"{changed.training.accumulation_steps} = {after}: e.g. {example}"
+        )
+
+
+def open_resumed_run(
+    output_dir: str, resume: str, overrides: Sequence[str] = ()
+) -> tuple[RunFiles, RunConfig, RunLock]:
+    """The run to resume (a folder, or ``latest``), locked, with its own saved config, changed by the ``key=value``
+    ``overrides`` a resumed run can take (:func:`check_resume_overrides`; ``output_dir`` only says where to look).
+    A change is written to the run's ``config.yaml`` and logged, so the run's record says what it ran with.
+
+    Raises:
+        ConfigError: an override a resumed run cannot take, or one that changes the rows of an optimizer step.
         OutputError: no such unfinished run, or another process holds it.
     """
+    check_resume_overrides(overrides)
     run_dir = find_resumable_run(output_dir, resume)
     lock = lock_run(run_dir)
-    run_dir = find_resumable_run(output_dir, str(run_dir))  # it may have finished while we waited
-    return RunFiles(run_dir), load_config(run_dir / "config.yaml"), lock
+    try:
+        run_dir = find_resumable_run(output_dir, str(run_dir))  # it may have finished while we waited
+        files = RunFiles(run_dir)
+        saved = load_config(files.config)
+        changes = [override for override in overrides if parse_override(override)[0] not in RESUME_LOCATOR_KEYS]
+        if not changes:
+            return files, saved, lock
+        config = load_config(files.config, changes)
+        check_global_batch(saved, config)
+    except BaseException:
+        lock.close()
+        raise
+    before, after = flat_options(saved.to_dict()), flat_options(config.to_dict())
+    changed = [f"{key} {before.get(key)} -> {after[key]}" for key in after if before.get(key) != after[key]]
+    if changed:
+        cli.setup_logging(files.log)
+        logger.info("Resuming %s with changed settings (saved in its config.yaml): %s", run_dir, "; ".join(changed))
+        save_config(config, files.config)
+    return files, config, lock
 
 
-def open_new_run(config: RunConfig) -> tuple[RunFiles, IO[str]]:
+def open_new_run(config: RunConfig) -> tuple[RunFiles, RunLock]:
     """Create, lock and describe a new run folder: the resolved config and an empty ``data/``."""
     from embedft.outputs import create_run_dir
 
@@ -92,11 +193,21 @@ def mine_stage(
     cache: EmbeddingCache,
 ) -> MinedTriplets:
     """Mine (or reuse the run's) triplets: training negatives from the training pool only, evaluation negatives
-    (test, and dev when set) from the whole pool. Texts are encoded once, through ``cache``."""
+    (test, and dev when set) from the whole pool. Texts are encoded once, through ``cache``.
+
+    Negatives the data brought are used as ``mining.given_negatives`` says (never a positive of the question or a
+    held-out answer), in rows of the same layout as mined ones; evaluation negatives are always mined."""
     from datasets import concatenate_datasets
 
     from embedft.data import ANSWER, QUERY
-    from embedft.mining import load_triplets, mine_evaluation_triplets, mine_training_set, save_triplets
+    from embedft.mining import (
+        given_negatives_training_set,
+        load_triplets,
+        mine_evaluation_triplets,
+        mine_training_set,
+        read_given_negatives,
+        save_triplets,
+    )
     from embedft.report import read_metrics, write_json
 
     splits = [name for name in ("train", "test", "dev") if name in data.splits]
@@ -133,18 +244,25 @@ def mine_stage(
         # In-batch negatives only: the loss takes the other answers of each batch; nothing to mine for training.
         mined["train"] = data.splits["train"].select_columns([QUERY, ANSWER])
         save_triplets(mined["train"], files.triplets("train"))
-        logger.info("mining.num_negatives is 0: training on (query, answer) pairs with in-batch negatives only")
+        logger.info(
+            "mining.num_negatives is 0: training on (query, answer) pairs with in-batch negatives only%s",
+            " (the data's given negatives are not used)" if data.has_given_negatives else "",
+        )
         return MinedTriplets(**mined)
-    training = mine_training_set(
-        data.splits["train"],
-        mining_model,
-        config.mining,
-        config.seed,
-        extra_documents=data.training_documents,
-        cache=cache,
-        path=files.triplets("train"),
-        texts=data.corpus,
-    )
+    train = data.splits["train"]
+    # Both search the whole training pool (training answers and corpus_file) and write the rows to the run folder.
+    pool_and_path = {"extra_documents": data.training_documents, "cache": cache, "path": files.triplets("train")}
+    if data.has_given_negatives and config.mining.given_negatives != "ignore":
+        given = read_given_negatives(train, data.all_pairs, data.held_out_answers)
+        training = given_negatives_training_set(
+            train, given, mining_model, config.mining, config.seed, **pool_and_path
+        )
+    else:
+        if data.has_given_negatives:
+            logger.info("mining.given_negatives is ignore: mining every training pair, the data's negatives unused")
+        training = mine_training_set(
+            train, mining_model, config.mining, config.seed, texts=data.corpus, **pool_and_path
+        )
     mined["train"] = training.triplets
     if files.mining.is_file():  # only when the cached triplets were removed by hand: say what is replaced
         logger.warning("Replacing %s with the diagnostics of the triplets mined now", files.mining)
@@ -198,9 +316,11 @@ def train_stage(
     config: RunConfig,
     device: str,
     resumed: bool,
+    baseline: dict[str, float] | None = None,
 ) -> TrainingResult:
     """Train and save the final model; after a crash, continue from the last checkpoint, and when the final
-    model was already saved, only read back what the training reported."""
+    model was already saved, only read back what the training reported. ``baseline`` is logged at step 0."""
+    from embedft.modelcard import describe_model
     from embedft.training import (
         history_from_checkpoint,
         last_checkpoint,
@@ -226,10 +346,12 @@ def train_stage(
         str(files.tensorboard) if "tensorboard" in config.training.report_to else None,
         resume_from_checkpoint=checkpoint,
         guide=guide,
+        baseline=baseline,
     )
     if checkpoint is not None:
         result.resumed_from_step = int(Path(checkpoint).name.rsplit("-", 1)[-1])
     if distributed.is_main_process():  # under torchrun, rank 0 saves; the other ranks stop here
+        describe_model(model, config)  # the card names the data set, base model, language and license
         save_model_atomically(model, files.final_model)  # a temporary folder, then renamed: never half-written
     return result
 
@@ -273,7 +395,36 @@ def evaluation_protocol(final: dict[str, Any], during_training: dict[str, Any]) 
     }
 
 
-def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dict[str, Any]] | None:
+def preview_data(config: RunConfig, rows: int = 3) -> str:
+    """What ``--dry-run`` prints: where the pairs come from, the first ``rows`` training pairs as the configured
+    columns mapped them, and the sizes of each split after cleaning. Loads no model and writes nothing."""
+    from embedft.data import ANSWER, NEGATIVES, QUERY, prepare_data
+
+    use_offline_mode(config.source_names)
+    data = prepare_data(config)
+    train = data.splits["train"]
+    lines = [f"Data: {config.dataset_name} (query <- '{config.query_column}', answer <- '{config.answer_column}')"]
+    for index in range(min(rows, len(train))):
+        row = train[index]
+        lines.append(f"  pair {index + 1}:")
+        lines.append(f"    query:  {shorten(row[QUERY])}")
+        lines.append(f"    answer: {shorten(row[ANSWER])}")
+        if row.get(NEGATIVES):
+            lines.append(f"    given negatives: {len(row[NEGATIVES])}, first: {shorten(row[NEGATIVES][0])}")
+    lines.append("Sizes: " + ", ".join(f"{key} {value:,}" for key, value in data.counts().items()))
+    lines.append("Dry run: nothing was trained or written.")
+    return "\n".join(lines)
+
+
+def shorten(text: str, width: int = 100) -> str:
+    """``text`` on one line, cut to ``width`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def train_embed(
+    config: RunConfig, resume: str | None = None, resume_overrides: Sequence[str] = ()
+) -> tuple[Path, dict[str, Any]] | None:
     """The whole job: data, mining, baseline, training, final evaluation and the report.
 
     Under torchrun (``make train-embed NPROC=N``) every process calls this; rank 0 runs the job and the others only
@@ -282,13 +433,15 @@ def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dic
     Args:
         config: the run configuration (with ``resume``, only its ``output_dir`` is used).
         resume: a run folder or ``latest``: continue that interrupted run with its own saved config.
+        resume_overrides: ``key=value`` changes of the resumed run's config, of the keys safe to change
+            (:func:`check_resume_overrides`).
 
     Returns:
         The run folder and its metrics (the contents of ``metrics.json``); None on the ranks other than 0.
     """
     with ExitStack() as stack:
         if not distributed.is_distributed():
-            return run_stages(config, resume, stack)
+            return run_stages(config, resume, stack, resume_overrides=resume_overrides)
         from embedft.models import resolve_device
 
         group = distributed.start(resolve_device(config.device))
@@ -296,7 +449,7 @@ def train_embed(config: RunConfig, resume: str | None = None) -> tuple[Path, dic
             train_with_main_process(distributed.receive_run(group))
             return None
         with distributed.main_process_preparation(group) as share:
-            return run_stages(config, resume, stack, share)
+            return run_stages(config, resume, stack, share, resume_overrides=resume_overrides)
 
 
 def train_with_main_process(shared: distributed.SharedRun) -> None:
@@ -323,12 +476,13 @@ def run_stages(
     resume: str | None,
     stack: ExitStack,
     share: Callable[[distributed.SharedRun], None] | None = None,
+    resume_overrides: Sequence[str] = (),
 ) -> tuple[Path, dict[str, Any]]:
     """:func:`train_embed`'s stages; ``stack`` holds what must be released when the run ends (the run's lock, a
     temporary embedding cache). Under torchrun, ``share`` hands the other ranks what they train with."""
     started = time.perf_counter()
     if resume is not None:
-        files, config, lock = open_resumed_run(config.output_dir, resume)
+        files, config, lock = open_resumed_run(config.output_dir, resume, resume_overrides)
         stack.enter_context(lock)
         cli.setup_logging(files.log)
         if files.metrics.is_file():
@@ -340,7 +494,9 @@ def run_stages(
     from embedft.data import prepare_data
     from embedft.embeddings import EmbeddingCache
     from embedft.evaluation import check_matryoshka_dims, evaluate, evaluation_set, evaluator_for_set
+    from embedft.modelcard import publish_final_model
     from embedft.models import load_configured_model, resolve_device, warn_if_truncated
+    from embedft.provenance import provenance
     from embedft.training import matryoshka_training_dims, peak_rss_gib
 
     timings: dict[str, float] = {}
@@ -419,7 +575,15 @@ def run_stages(
         outcome = "done" if files.final_model.is_dir() else "train"
         share(distributed.SharedRun(outcome, str(files.run_dir), config, resume is not None, step_set))
     result = train_stage(
-        files, model, triplets.train, step_set.triplets, step_evaluator, config, device, resumed=resume is not None
+        files,
+        model,
+        triplets.train,
+        step_set.triplets,
+        step_evaluator,
+        config,
+        device,
+        resumed=resume is not None,
+        baseline=baseline,
     )
     del model
     if distributed.is_distributed():
@@ -447,10 +611,10 @@ def run_stages(
         "train_loss": result.train_loss,
         "device": device,
         "loss": config.training.loss,
-        # Processes that trained together; each took batch_size rows per step and, with several, scored its queries
-        # against every process's answers and negatives (global_batch rows).
+        # Processes that trained together; each took batch_size rows per batch and, with several, scored its
+        # queries against every process's answers and negatives. global_batch: rows per optimizer step.
         "world_size": distributed.world_size(),
-        "global_batch": config.batch_size * distributed.world_size(),
+        "global_batch": config.batch_size * distributed.world_size() * config.training.accumulation_steps,
     }
     if result.resumed_from_step is not None:
         training["resumed_from_step"] = result.resumed_from_step
@@ -470,6 +634,8 @@ def run_stages(
         },
         "timings": timings,
         "peak_memory_gib": {stage: round(value, 2) for stage, value in peak_memory.items()},
+        "provenance": provenance(config),  # versions, git commit, hub revisions (embedft.provenance)
     }
+    metrics.update(publish_final_model(final_model, files.final_model, config, metrics))  # card scores, hub push
     finish_run(files, config.output_dir, metrics, {"baseline": baseline_similarities, "final": final_similarities})
     return files.run_dir, metrics

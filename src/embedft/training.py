@@ -3,9 +3,11 @@ the no-duplicates batch sampler, SentenceTransformerTrainer."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -72,6 +74,28 @@ def first_step_clock_class() -> type:
     return FirstStepClock
 
 
+def baseline_logger_class() -> type:
+    """A TrainerCallback that hands the baseline scores to every logger (TensorBoard, MLflow, ...) at step 0, as
+    ``eval_baseline_<metric>``, so a run's curves start from the untouched model. It calls the loggers' ``on_log``
+    directly: the trainer's own log history (``metrics.json`` ``history``) keeps step values only."""
+    from transformers import TrainerCallback
+
+    class BaselineLogger(TrainerCallback):
+        def __init__(self, trainer: Any, baseline: dict[str, float]) -> None:
+            self.trainer = trainer
+            self.logs = {
+                f"eval_baseline_{name}": float(value)
+                for name, value in baseline.items()
+                if isinstance(value, (int, float))
+            }
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.global_step == 0:  # a resumed run logged them in its first session
+                self.trainer.callback_handler.on_log(args, state, control, dict(self.logs))
+
+    return BaselineLogger
+
+
 def build_training_arguments(
     config: RunConfig,
     checkpoint_dir: str,
@@ -79,8 +103,10 @@ def build_training_arguments(
     has_evaluator: bool,
     model: SentenceTransformer | None = None,
     columns: Sequence[str] | None = None,
+    train_rows: int | None = None,
 ) -> SentenceTransformerTrainingArguments:
-    """Translate the run config into trainer arguments.
+    """Translate the run config into trainer arguments: embedft's own options, then every trainer argument given
+    under ``training:`` (``training.trainer_arguments``) as it was written.
 
     Args:
         config: the run configuration.
@@ -90,6 +116,11 @@ def build_training_arguments(
         model: the model to train; its query/document prompts become the trainer's column prompts, and a Router
             module in it gets the query/document route of each column.
         columns: the training dataset's text columns; None means the mined (query, answer, negative) triplets.
+        train_rows: the number of training rows, from which ``'auto'`` eval and save intervals follow (None: the
+            smallest auto interval).
+
+    Raises:
+        ConfigError: the trainer refuses a value or a combination (one line naming the key).
     """
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainingArguments
 
@@ -99,7 +130,11 @@ def build_training_arguments(
     # transformers renamed gradient_checkpointing to activation_checkpointing in 5.x: use the name this version has.
     fields = SentenceTransformerTrainingArguments.__dataclass_fields__
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-    return SentenceTransformerTrainingArguments(
+    steps = optimizer_steps(config, train_rows)
+    passthrough = dict(training.trainer_arguments)
+    if "metric_for_best_model" in passthrough:
+        passthrough["metric_for_best_model"] = trainer_metric(passthrough["metric_for_best_model"], model)
+    arguments = dict(
         output_dir=checkpoint_dir,
         num_train_epochs=config.num_epochs,
         max_steps=config.training.max_steps if config.training.max_steps is not None else -1,
@@ -107,20 +142,20 @@ def build_training_arguments(
         per_device_eval_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
-        warmup_steps=config.effective_warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
         fp16=fp16,
         bf16=bf16,
         **{checkpointing: training.gradient_checkpointing},
         # Every loss uses the other pairs of a batch as negatives: a duplicate text would be its own negative.
         batch_sampler=no_duplicates_batch_sampler(),
         eval_strategy="steps" if has_evaluator and training.eval_steps is not None else "no",
-        eval_steps=training.eval_steps,
+        eval_steps=step_interval(training.eval_steps, steps),
         save_strategy="steps",
-        save_steps=training.save_steps,
+        save_steps=step_interval(training.save_steps, steps),
         save_total_limit=training.save_total_limit,
         logging_steps=training.logging_steps,
         logging_first_step=True,
-        report_to=list(training.report_to),
+        report_to=[name for name in training.report_to if name != "none"],
         seed=config.seed,
         data_seed=config.seed,
         dataloader_num_workers=training.dataloader_num_workers,
@@ -129,6 +164,86 @@ def build_training_arguments(
         prompts=prompts,
         router_mapping=router_mapping(model, columns),
     )
+    try:
+        return SentenceTransformerTrainingArguments(**{**arguments, **passthrough})
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(trainer_refusal(exc, list(passthrough))) from None
+
+
+# 'auto' eval and save intervals: about this many a run, and never closer or further apart than these step counts.
+AUTO_INTERVALS = 10
+AUTO_MIN_STEPS = 10
+AUTO_MAX_STEPS = 1000
+
+
+def optimizer_steps(config: RunConfig, train_rows: int | None) -> int | None:
+    """The optimizer steps the run will take, as the trainer counts them: ``training.max_steps``, else ``num_epochs``
+    passes of ``train_rows`` rows in batches of ``batch_size`` on every process, ``gradient_accumulation_steps``
+    batches a step (None when the rows are not known)."""
+    if config.training.max_steps is not None:
+        return config.training.max_steps
+    if train_rows is None:
+        return None
+    batches = math.ceil(train_rows / (config.batch_size * distributed.world_size()))
+    return math.ceil(config.num_epochs * max(batches // max(config.training.accumulation_steps, 1), 1))
+
+
+def step_interval(value: int | float | str | None, steps: int | None) -> int | float | None:
+    """An eval or save interval for the trainer: ``'auto'`` becomes ``ceil(steps / AUTO_INTERVALS)`` steps, kept
+    within [AUTO_MIN_STEPS, AUTO_MAX_STEPS] (the smallest when ``steps`` is unknown); a number of steps, a share of
+    the run in (0, 1) or None pass as they are."""
+    if value != "auto":
+        return value
+    if steps is None:
+        return AUTO_MIN_STEPS
+    return min(max(math.ceil(steps / AUTO_INTERVALS), AUTO_MIN_STEPS), AUTO_MAX_STEPS)
+
+
+def trainer_metric(name: str, model: SentenceTransformer | None) -> str:
+    """``metric_for_best_model`` as the trainer logs it: embedft's names of the step scores (``ndcg@10``,
+    ``ndcg@10_dim256``, ``triplet_accuracy``, as in ``metrics.json`` ``history``) become the evaluator's keys
+    (``ir_steps_cosine_ndcg@10``); any other name (``loss``, a raw evaluator key) is passed on unchanged."""
+    from embedft.evaluation import RETRIEVAL_METRICS, RETRIEVAL_STEPS, TRIPLET
+
+    similarity = getattr(model, "similarity_fn_name", None) or "cosine"
+    if name == "triplet_accuracy":
+        return f"{TRIPLET}_{similarity}_accuracy"
+    metric, _, dim = name.partition("_dim")
+    if metric in RETRIEVAL_METRICS and (not dim or dim.isdigit()):
+        return f"{RETRIEVAL_STEPS}{f'_dim{dim}' if dim else ''}_{similarity}_{metric}"
+    return name
+
+
+def trainer_refusal(exc: Exception, passthrough: list[str]) -> str:
+    """One line for a value the trainer's arguments refused: the ``training.`` keys its message names (else every
+    trainer argument given), and the message itself on one line."""
+    message = " ".join(str(exc).replace("--", "").split())
+    named = [key for key in passthrough if key in message]
+    if not named:
+        own = ("eval_steps", "save_steps", "logging_steps", "save_total_limit", "report_to", "max_steps")
+        named = [key for key in own if key in message] or passthrough
+    keys = ", ".join(f"'training.{key}'" for key in named) or "the training section"
+    return f"{keys}: the trainer refuses it: {message}"
+
+
+def check_training_arguments(config: RunConfig) -> None:
+    """Construct the trainer arguments the run will use (on the CPU, no model, no data) so that a value or a
+    combination the trainer refuses is reported before any model loads.
+
+    Skipped under torchrun: constructing the arguments sets up the process group there; each process then checks
+    them when training starts instead (the same one-line error).
+
+    Raises:
+        ConfigError: the trainer refuses a value (one line naming the key).
+    """
+    if distributed.is_distributed():
+        return
+    import tempfile
+
+    # On the CPU bf16/fp16 would only be dropped with a warning: the real device decides them when training starts.
+    training = dataclasses.replace(config.training, fp16=False, bf16=False)
+    with tempfile.TemporaryDirectory() as folder:
+        build_training_arguments(dataclasses.replace(config, training=training), folder, "cpu", has_evaluator=True)
 
 
 def no_duplicates_batch_sampler() -> Any:
@@ -292,6 +407,7 @@ def train_model(
     tensorboard_dir: str | None = None,
     resume_from_checkpoint: str | None = None,
     guide: SentenceTransformer | None = None,
+    baseline: dict[str, float] | None = None,
 ) -> TrainingResult:
     """Fine-tune ``model`` in place with the configured loss (:func:`build_loss`) on (query, answer, negative...)
     rows.
@@ -308,6 +424,8 @@ def train_model(
         resume_from_checkpoint: a checkpoint folder to continue from (model, optimizer, scheduler, RNG and the
             position in the data), so the run ends at the same total step count.
         guide: the frozen guide model the gist losses need (:func:`load_guide`); None for the other losses.
+        baseline: the base model's scores, logged at step 0 to every logger of ``training.report_to`` as
+            ``eval_baseline_<metric>`` (not on a resumed run, whose first session logged them).
 
     Raises:
         ConfigError: the configured loss cannot train this model or data (see :func:`build_loss`).
@@ -329,6 +447,7 @@ def train_model(
         evaluator is not None,
         model,
         columns=text_columns(train_triplets, eval_triplets),
+        train_rows=len(train_triplets),
     )
     loss = build_loss(model, config, guide, columns=train_triplets.column_names)
     trainer = finite_loss_trainer_class()(
@@ -341,6 +460,8 @@ def train_model(
     )
     clock = first_step_clock_class()()
     trainer.add_callback(clock)
+    if baseline:
+        trainer.add_callback(baseline_logger_class()(trainer, baseline))
     try:
         output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     except NonFiniteLoss as exc:
