@@ -115,6 +115,20 @@ def broadcast_from_main(shared: SharedRun | None, group: ProcessGroup) -> Shared
     return objects[0]
 
 
+def finish() -> None:
+    """Leave the process group together: wait until every rank got here, then close the group.
+
+    A rank that exits while another still holds its connections can make that one abort at exit (SIGABRT) instead
+    of ending with its own status; closing together after training, or after rank 0's error has reached everyone,
+    lets every process exit as it means to.
+    """
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 @contextmanager
 def main_process_preparation(group: ProcessGroup) -> Iterator[Callable[[SharedRun], None]]:
     """Rank 0's preparation. It yields ``share``, which the preparation calls once with what the other ranks
@@ -131,6 +145,8 @@ def main_process_preparation(group: ProcessGroup) -> Iterator[Callable[[SharedRu
         torch.set_num_threads(training_threads)
         shared.append(run)
         broadcast_from_main(run, group)
+        if run.outcome == "done":  # nothing to train together
+            finish()
 
     try:
         yield share
@@ -138,9 +154,11 @@ def main_process_preparation(group: ProcessGroup) -> Iterator[Callable[[SharedRu
         if not shared:
             reason = str(exc) if isinstance(exc, EmbedftError) else f"{type(exc).__name__}: {first_line(exc)}"
             broadcast_from_main(SharedRun("failed", error=reason), group)
+            finish()
         raise
     if not shared:  # nothing to train: release the other ranks
         broadcast_from_main(SharedRun("done"), group)
+        finish()
 
 
 def receive_run(group: ProcessGroup) -> SharedRun:
@@ -150,6 +168,8 @@ def receive_run(group: ProcessGroup) -> SharedRun:
         TrainingError: rank 0 stopped before training (its own message is in the text).
     """
     shared = broadcast_from_main(None, group)
+    if shared.outcome != "train":
+        finish()
     if shared.outcome == "failed":
         raise TrainingError(f"rank 0 stopped before training: {shared.error}")
     return shared

@@ -469,6 +469,7 @@ def train_with_main_process(shared: distributed.SharedRun) -> None:
     step_evaluator = evaluator_for_set(config, shared.step_set, model.get_embedding_dimension())
     train_triplets = load_triplets(files.triplets("train"))
     train_stage(files, model, train_triplets, shared.step_set.triplets, step_evaluator, config, device, shared.resumed)
+    distributed.finish()  # rank 0 has saved the final model; it scores and reports alone
 
 
 def run_stages(
@@ -587,7 +588,8 @@ def run_stages(
     )
     del model
     if distributed.is_distributed():
-        distributed.use_all_cores()  # the other ranks have stopped: the final evaluation is rank 0's alone
+        distributed.finish()  # the other ranks stop here
+        distributed.use_all_cores()  # the final evaluation is rank 0's alone
     timings["training_seconds"] = time.perf_counter() - stage_started
     peak_memory["training"] = peak_rss_gib()
     if result.first_step_at is not None:
