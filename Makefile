@@ -41,6 +41,9 @@ TRAIN_RUNNER = $(if $(filter-out 1,$(NPROC) $(NNODES)),$(PY) -m embedft.launch -
 	--node-rank $(NODE_RANK) $(if $(MASTER_ADDR),--master-addr $(MASTER_ADDR)) \
 	$(if $(MASTER_PORT),--master-port $(MASTER_PORT)) --,$(PY))
 
+# DRY_RUN=1 (or true/yes) checks the data mapping and stops; 0, false, no or empty train.
+DRY = $(filter 1 true yes,$(DRY_RUN))
+
 # eval/infer use the evaluated run's own config unless CONFIG is given on the command line or in the environment.
 CONFIG_IF_GIVEN = $(if $(filter command line environment environment override,$(origin CONFIG)),--config $(CONFIG))
 
@@ -65,7 +68,7 @@ setup-embed-dirs: $(VENV)/.installed ## Check the config and create output_dir (
 	$(PY) scripts/show_config.py --make-dirs --config $(CONFIG) $(SET)
 
 train-embed: $(VENV)/.installed ## Mine hard negatives, train with MNRL, evaluate before/after (RESUME=run|latest, NPROC=N, DRY_RUN=1)
-	$(if $(DRY_RUN),$(PY),$(TRAIN_RUNNER)) scripts/train_embed.py --config $(CONFIG) $(if $(DRY_RUN),--dry-run) \
+	$(if $(DRY),$(PY),$(TRAIN_RUNNER)) scripts/train_embed.py --config $(CONFIG) $(if $(DRY),--dry-run) \
 		$(if $(RESUME),--resume $(RESUME)) $(SET)
 
 train-embed-tb: $(VENV)/.installed ## train-embed with TensorBoard serving the runs (TB_PORT=6006, RESUME)

@@ -345,7 +345,7 @@ def test_dry_run_prints_the_mapped_pairs_and_split_sizes_and_writes_nothing(tmp_
         f"output_dir={tmp_path / 'outputs'}",
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "query <- 'question', answer <- 'reply'" in result.stdout
+    assert "query_column: 'question', answer_column: 'reply'" in result.stdout
     assert "query:  How do I use feature" in result.stdout
     assert "answer: Open the menu and choose feature" in result.stdout
     assert "train_pairs 25, eval_pairs 5" in result.stdout

@@ -156,5 +156,6 @@ def test_an_override_with_a_colon_and_spaces_stays_text():
     config = load_config(None, overrides)
     assert (config.query_prompt, config.document_prompt, config.batch_size) == ("query: ", "passage: ", 8)
     assert load_config(None, ["training={eval_steps: 5}"]).training.eval_steps == 5  # a flow mapping stays one
+    assert load_config(None, ["query_prompt=Question #1: "]).query_prompt == "Question #1: "  # not a YAML comment
     with pytest.raises(ConfigError, match="balance its quotes"):
         split_overrides("query_prompt='query: ")

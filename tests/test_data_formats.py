@@ -64,6 +64,15 @@ def test_auto_reads_a_file_with_the_answer_column_as_plain_pairs(tmp_path):
     assert pairs.column_names == ["query", "answer", "pos"] and pairs[0]["answer"] == "a"
 
 
+def test_auto_keeps_pairs_when_the_user_named_a_pair_column(tmp_path):
+    path = str(write_jsonl(tmp_path / "train.jsonl", FLAG_ROWS))
+    # A misspelt answer column is reported, not silently replaced by the file's FlagEmbedding 'pos'.
+    with pytest.raises(DataError, match="reply"):
+        load_pairs(path, answer_column="reply")
+    with pytest.raises(DataError, match="answer"):
+        load_pairs(path, negative_column="neg")
+
+
 def test_a_row_without_positives_is_dropped_as_empty_and_counted(tmp_path):
     rows = [*FLAG_ROWS, {"query": "q3", "pos": [], "neg": ["n3"]}]
     pairs, stats = clean_pairs(load_pairs(str(write_jsonl(tmp_path / "train.jsonl", rows))))

@@ -15,7 +15,7 @@ from datasets import Dataset
 
 from embedft.errors import ConfigError
 from embedft.launch import check_layout, check_port_free, torchrun_arguments
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 BATCH_SIZE = 8
 DDP_RUN = [
@@ -121,6 +121,10 @@ def test_a_dying_rank_stops_every_rank_and_the_run_resumes_to_the_same_metrics(t
     (run_dir,) = [p for p in output_dir.iterdir() if p.is_dir()]
     assert (run_dir / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
 
+    one_process = run_script("train_embed.py", "--resume", str(run_dir))
+    assert one_process.returncode == 2
+    assert "was training on 2 process(es) and is resumed on 1: resume it with NPROC=2" in one_process.stderr
+
     resumed = launch(tmp_path / "probe-resumed", "--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -151,7 +155,7 @@ def test_launch_refuses_a_port_in_use_and_a_wrong_layout():
         held.listen()
         port = held.getsockname()[1]
         with pytest.raises(ConfigError, match=f"MASTER_PORT {port} is already in use"):
-            check_port_free("", port)
+            check_port_free(port)
     with pytest.raises(ConfigError, match="NODE_RANK must lie in 0..1"):
         check_layout(2, 2, 2, "10.0.0.1")
     with pytest.raises(ConfigError, match="need MASTER_ADDR"):

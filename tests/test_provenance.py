@@ -27,6 +27,17 @@ def test_no_commit_outside_a_git_checkout_and_no_error(tmp_path):
     assert git_commit(tmp_path) == {}
 
 
+def test_another_projects_repository_is_not_taken_for_embedfts(tmp_path):
+    import subprocess
+
+    installed = tmp_path / ".venv" / "site-packages" / "embedft"  # an installed copy inside someone's project
+    installed.mkdir(parents=True)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "theirs"], check=True)
+    assert git_commit(installed) == {}
+
+
 def test_a_hub_model_records_its_cached_snapshot_commit(tmp_path):
     snapshot = lay_out_like_hub_cache(tmp_path, "org/model", Path(packaged_model_path("packaged:all-MiniLM-L6-v2")))
     assert hub_revision("org/model", "model", str(tmp_path)) == snapshot.name

@@ -241,13 +241,12 @@ def test_resume_records_safe_changes_and_keeps_the_global_batch(tmp_path):
 
 
 def test_a_resumed_training_may_split_its_batches_differently(tmp_path):
-    def config(batch_size: int, accumulation: int) -> RunConfig:
+    def config(batch_size: int, accumulation: int, logging_steps: int = 10) -> RunConfig:
         arguments = {"gradient_accumulation_steps": accumulation} if accumulation > 1 else {}
-        return RunConfig(
-            batch_size=batch_size,
-            num_epochs=2,
-            training=TrainingConfig(bf16=False, save_steps=2, report_to=[], trainer_arguments=arguments),
+        training = TrainingConfig(
+            bf16=False, save_steps=2, logging_steps=logging_steps, report_to=[], trainer_arguments=arguments
         )
+        return RunConfig(batch_size=batch_size, num_epochs=2, training=training)
 
     data, checkpoints = rows(), tmp_path / "ckpt"
     first = train_model(tiny_word_model(), data, None, None, config(2, 1), str(checkpoints), "cpu")
@@ -257,12 +256,14 @@ def test_a_resumed_training_may_split_its_batches_differently(tmp_path):
         data,
         None,
         None,
-        config(1, 2),
+        config(1, 2, logging_steps=1),
         str(checkpoints),
         "cpu",
         resume_from_checkpoint=str(checkpoints / "checkpoint-2"),
     )
     assert resumed.global_step == 4  # the same number of optimizer steps of two rows each
+    # The interval given with RESUME applies, not the checkpoint's (10: only the first step was logged before).
+    assert [entry["step"] for entry in resumed.history if "loss" in entry] == [1, 3, 4]
 
 
 # 4. Loggers

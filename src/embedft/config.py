@@ -429,11 +429,14 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise ConfigError(f"override '{text}' is not key=value: write e.g. SET=\"num_epochs=1 batch_size=16\"")
+    stripped = value.strip()
+    if "#" in stripped and stripped[0] not in "'\"[{":
+        return key, value  # YAML would drop " #..." as a comment: on one line it is text ("Q #1: ")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = yaml.safe_load(value) if stripped else None
     except yaml.YAMLError:
         return key, value
-    if isinstance(parsed, dict) and not value.lstrip().startswith("{"):
+    if isinstance(parsed, dict) and not stripped.startswith("{"):
         # "query: " reads as a mapping in YAML; on one line it is meant as text (a prompt). {a: 1} stays a mapping.
         return key, value
     return key, parsed

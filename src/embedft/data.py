@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 QUERY = "query"
 ANSWER = "answer"
+DEFAULT_ANSWER_COLUMN = ANSWER  # RunConfig.answer_column's default: a user who names another means pairs data
 # The given negatives of a pair (a list of texts), read from flagembedding 'neg', tevatron 'negative_passages' or a
 # pairs file's negative_column; absent when the data has none.
 NEGATIVES = "given_negatives"
@@ -236,16 +237,18 @@ def check_json_lines(path: Path) -> None:
         pass
 
 
-def detect_format(columns: list[str], data_format: str, answer_column: str) -> str:
+def detect_format(columns: list[str], data_format: str, answer_column: str, negative_column: str | None = None) -> str:
     """The row layout of data with ``columns``: ``data_format`` itself unless it is ``auto``.
 
     ``auto`` reads pairs whenever ``answer_column`` is a column (so a plain file is read as it always was), else
     Tevatron rows when there is ``positive_passages``, else FlagEmbedding rows when there is ``pos``, else pairs
-    (whose missing answer column is then the error).
+    (whose missing answer column is then the error). A pair column the user named (an ``answer_column`` other than
+    the default, or a ``negative_column``) keeps pairs, so a misspelt column is reported instead of read otherwise.
     """
     if data_format != "auto":
         return data_format
-    if answer_column not in columns:
+    named_pair_columns = answer_column != DEFAULT_ANSWER_COLUMN or negative_column is not None
+    if answer_column not in columns and not named_pair_columns:
         for name in ("tevatron", "flagembedding"):
             if FORMAT_COLUMNS[name][0] in columns:
                 return name
@@ -281,7 +284,7 @@ def to_pairs(
         DataError: a column is missing, the query column holds lists, or a column holds lists written as text.
     """
     columns = dataset.column_names
-    layout = detect_format(columns, data_format, answer_column)
+    layout = detect_format(columns, data_format, answer_column, negative_column)
     if layout == "pairs":
         positive_column = answer_column
         wanted = [("query_column", query_column), ("answer_column", answer_column)]

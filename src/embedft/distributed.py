@@ -52,8 +52,9 @@ def is_main_process() -> bool:
 
 
 def process_device(device: str) -> str:
-    """The training device of this process: under torchrun each process takes the GPU of its local rank."""
-    if is_distributed() and device == "cuda":
+    """The training device of this process: under torchrun each process takes the GPU of its local rank (also when
+    the config names one GPU, ``cuda:0``: every process would load onto that one)."""
+    if is_distributed() and device.split(":")[0] == "cuda":
         return f"cuda:{local_rank()}"
     return device
 

@@ -12,6 +12,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import errno
 import socket
 import sys
 
@@ -22,6 +23,7 @@ DEFAULT_MASTER_PORT = 29500
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The process layout, then the script every process runs and its own arguments (after ``--``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nproc", type=int, default=1, help="Processes per machine (one per GPU).")
     parser.add_argument("--nnodes", type=int, default=1, help="Machines.")
@@ -51,8 +53,9 @@ def check_layout(nproc: int, nnodes: int, node_rank: int, master_addr: str | Non
         )
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Refuse a rendezvous port that another program (or an earlier run) already holds on this machine.
+def check_port_free(port: int) -> None:
+    """Refuse a rendezvous port that another program (or an earlier run) already holds on this machine, the one
+    with node rank 0 (torchrun's store listens there on every interface). Other bind errors are left to torchrun.
 
     Raises:
         ConfigError: the port is taken.
@@ -60,8 +63,10 @@ def check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host if host not in ("localhost", "127.0.0.1") else "", port))
-        except OSError:
+            probe.bind(("", port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return
             raise ConfigError(
                 f"MASTER_PORT {port} is already in use on this machine: pick a free one (e.g. MASTER_PORT={port + 1}),"
                 " or leave MASTER_PORT unset on a single machine and torchrun finds one"
@@ -105,7 +110,7 @@ def launch(args: argparse.Namespace) -> int:
     """
     check_layout(args.nproc, args.nnodes, args.node_rank, args.master_addr)
     if args.master_port is not None and args.node_rank == 0:
-        check_port_free(args.master_addr or "", args.master_port)
+        check_port_free(args.master_port)
     try:
         import torch.distributed as dist
         from torch.distributed import run as torchrun

@@ -395,6 +395,28 @@ def evaluation_protocol(final: dict[str, Any], during_training: dict[str, Any]) 
     }
 
 
+def check_same_processes(files: RunFiles) -> None:
+    """Refuse to resume a run's checkpoint with another number of training processes: its position in the data,
+    learning-rate schedule and random states hold for the number it was saved with.
+
+    Raises:
+        ConfigError: the last checkpoint was written by a different number of processes.
+    """
+    from embedft.training import checkpoint_processes, last_checkpoint
+
+    if files.final_model.is_dir():  # training had finished: nothing of the checkpoint is resumed
+        return
+    checkpoint = last_checkpoint(files.checkpoints)
+    if checkpoint is None:
+        return
+    saved, now = checkpoint_processes(Path(checkpoint)), distributed.world_size()
+    if saved != now:
+        raise ConfigError(
+            f"run {files.run_dir} was training on {saved} process(es) and is resumed on {now}: resume it with "
+            f"NPROC={saved} (the checkpoint's data position, schedule and random states are per process)"
+        )
+
+
 def preview_data(config: RunConfig, rows: int = 3) -> str:
     """What ``--dry-run`` prints: where the pairs come from, the first ``rows`` training pairs as the configured
     columns mapped them, and the sizes of each split after cleaning. Loads no model and writes nothing."""
@@ -403,7 +425,10 @@ def preview_data(config: RunConfig, rows: int = 3) -> str:
     use_offline_mode(config.source_names)
     data = prepare_data(config)
     train = data.splits["train"]
-    lines = [f"Data: {config.dataset_name} (query <- '{config.query_column}', answer <- '{config.answer_column}')"]
+    lines = [
+        f"Data: {config.dataset_name} (data_format: {config.data_format}, query_column: '{config.query_column}', "
+        f"answer_column: '{config.answer_column}'; the log says how FlagEmbedding or Tevatron rows were read)"
+    ]
     for index in range(min(rows, len(train))):
         row = train[index]
         lines.append(f"  pair {index + 1}:")
@@ -452,19 +477,27 @@ def train_embed(
             return run_stages(config, resume, stack, share, resume_overrides=resume_overrides)
 
 
+def training_device(config: RunConfig) -> str:
+    """This process's training device: the configured one checked against the machine, and under torchrun the GPU
+    of the process's local rank."""
+    from embedft.models import resolve_device
+
+    return distributed.process_device(resolve_device(config.device))
+
+
 def train_with_main_process(shared: distributed.SharedRun) -> None:
     """A rank other than 0: train on the triplets rank 0 mined, with its config and step evaluation set."""
     if shared.outcome == "done":
         return
     from embedft.evaluation import evaluator_for_set
     from embedft.mining import load_triplets
-    from embedft.models import load_configured_model, resolve_device
+    from embedft.models import load_configured_model
 
     logging.getLogger().setLevel(logging.WARNING)  # rank 0 logs the run
     config: RunConfig = shared.config
     use_offline_mode(config.source_names)
     files = RunFiles(Path(shared.run_dir))
-    device = distributed.process_device(resolve_device(config.device))
+    device = training_device(config)
     model = load_configured_model(config, config.model_name, device, "model_name")
     step_evaluator = evaluator_for_set(config, shared.step_set, model.get_embedding_dimension())
     train_triplets = load_triplets(files.triplets("train"))
@@ -490,7 +523,12 @@ def run_stages(
             if share is not None:
                 share(distributed.SharedRun("done"))
             return files.run_dir, finish_scored_run(files, config.output_dir)
+        check_same_processes(files)
     use_offline_mode(config.source_names)
+    if share is not None:  # under torchrun load_config could not check the trainer arguments: rank 0 does it here
+        from embedft.training import check_training_arguments
+
+        check_training_arguments(config, training_device(config))
 
     from embedft.data import prepare_data
     from embedft.embeddings import EmbeddingCache
@@ -511,7 +549,7 @@ def run_stages(
     peak_memory["data"] = peak_rss_gib()
 
     stage_started = time.perf_counter()
-    device = distributed.process_device(resolve_device(config.device))
+    device = training_device(config)
     mining_device = resolve_device(config.mining.device, "mining.device", for_training=False)
     model = load_configured_model(config, config.model_name, device, "model_name")
     mining_model = load_configured_model(config, config.mining_model_name, mining_device, "mining_model_name")

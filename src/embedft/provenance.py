@@ -76,6 +76,10 @@ def git_commit(folder: Path | None = None) -> dict[str, Any]:
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
+    top = git("rev-parse", "--show-toplevel")
+    # Only embedft's own checkout counts, not another project's repository that happens to hold an installed copy.
+    if not top or not (Path(top) / "src" / "embedft" / "__init__.py").is_file():
+        return {}
     commit = git("rev-parse", "HEAD")
     if not commit:
         return {}

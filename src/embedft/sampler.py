@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 
 from embedft.errors import TrainingError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +33,9 @@ class EvenNoDuplicatesBatchSampler(NoDuplicatesBatchSampler):
     draws the same sequence (same seed and epoch), so each one gets ``len(self) // num_replicas`` batches.
     """
 
-    def __init__(self, *args, num_replicas: int = 1, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, dataset: Dataset, batch_size: int, drop_last: bool, *, num_replicas: int = 1, **kwargs: Any):
+        """``num_replicas``: the number of training processes; the other arguments are NoDuplicatesBatchSampler's."""
+        super().__init__(dataset, batch_size, drop_last, **kwargs)
         if num_replicas < 1:
             raise ValueError(f"num_replicas must be at least 1, got {num_replicas}")
         self.num_replicas = num_replicas

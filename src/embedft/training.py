@@ -74,6 +74,23 @@ def first_step_clock_class() -> type:
     return FirstStepClock
 
 
+def resumed_intervals_class() -> type:
+    """A TrainerCallback that makes a resumed run log, evaluate and save at the intervals it was resumed with.
+
+    The trainer replaces its state with the checkpoint's, which holds the intervals the run started with (it only
+    warns that they differ); the decisions to log, evaluate and save read the state. Recomputing them at the start
+    of training, after the checkpoint's state was loaded, applies ``training.eval_steps``, ``save_steps`` and
+    ``logging_steps`` given with RESUME.
+    """
+    from transformers import TrainerCallback
+
+    class ResumedIntervals(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            state.compute_steps(args, state.max_steps)
+
+    return ResumedIntervals
+
+
 def baseline_logger_class() -> type:
     """A TrainerCallback that hands the baseline scores to every logger (TensorBoard, MLflow, ...) at step 0, as
     ``eval_baseline_<metric>``, so a run's curves start from the untouched model. It calls the loggers' ``on_log``
@@ -184,7 +201,11 @@ def optimizer_steps(config: RunConfig, train_rows: int | None) -> int | None:
         return config.training.max_steps
     if train_rows is None:
         return None
-    batches = math.ceil(train_rows / (config.batch_size * distributed.world_size()))
+    if distributed.is_distributed():
+        # sentence-transformers drops the last short batch under DDP; the even sampler deals whole rounds out.
+        batches = math.ceil((train_rows // config.batch_size) / distributed.world_size())
+    else:
+        batches = math.ceil(train_rows / config.batch_size)
     return math.ceil(config.num_epochs * max(batches // max(config.training.accumulation_steps, 1), 1))
 
 
@@ -226,24 +247,26 @@ def trainer_refusal(exc: Exception, passthrough: list[str]) -> str:
     return f"{keys}: the trainer refuses it: {message}"
 
 
-def check_training_arguments(config: RunConfig) -> None:
-    """Construct the trainer arguments the run will use (on the CPU, no model, no data) so that a value or a
-    combination the trainer refuses is reported before any model loads.
+def check_training_arguments(config: RunConfig, device: str | None = None) -> None:
+    """Construct the trainer arguments the run will use (no model, no data) so that a value or a combination the
+    trainer refuses is reported before any model loads.
 
-    Skipped under torchrun: constructing the arguments sets up the process group there; each process then checks
-    them when training starts instead (the same one-line error).
+    Under torchrun, constructing the arguments joins the process group: :func:`embedft.pipeline.train_embed` checks
+    them on rank 0 once the group exists, with the process's ``device`` (``load_config`` leaves them alone there).
 
     Raises:
         ConfigError: the trainer refuses a value (one line naming the key).
     """
-    if distributed.is_distributed():
-        return
     import tempfile
 
-    # On the CPU bf16/fp16 would only be dropped with a warning: the real device decides them when training starts.
-    training = dataclasses.replace(config.training, fp16=False, bf16=False)
+    if device is None:
+        if distributed.is_distributed():
+            return
+        # On the CPU bf16/fp16 would only be dropped with a warning: the real device decides them when training.
+        device = "cpu"
+        config = dataclasses.replace(config, training=dataclasses.replace(config.training, fp16=False, bf16=False))
     with tempfile.TemporaryDirectory() as folder:
-        build_training_arguments(dataclasses.replace(config, training=training), folder, "cpu", has_evaluator=True)
+        build_training_arguments(config, folder, device, has_evaluator=True)
 
 
 def no_duplicates_batch_sampler() -> Any:
@@ -460,6 +483,8 @@ def train_model(
     )
     clock = first_step_clock_class()()
     trainer.add_callback(clock)
+    if resume_from_checkpoint is not None:
+        trainer.add_callback(resumed_intervals_class()())
     if baseline:
         trainer.add_callback(baseline_logger_class()(trainer, baseline))
     try:
@@ -567,6 +592,13 @@ def last_checkpoint(checkpoint_dir: Path) -> str | None:
             return str(folder)
         logger.warning("Skipping the incomplete checkpoint %s", folder)
     return None
+
+
+def checkpoint_processes(checkpoint: Path) -> int:
+    """How many training processes wrote ``checkpoint``: one random-state file each (``rng_state_<rank>.pth``), or
+    ``rng_state.pth`` for one process."""
+    per_rank = len(list(Path(checkpoint).glob("rng_state_*.pth")))
+    return per_rank or 1
 
 
 def history_from_checkpoint(checkpoint: str | None) -> TrainingResult:
