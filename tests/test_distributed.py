@@ -59,10 +59,10 @@ def probe(probe_dir: Path, rank: int) -> dict:
 
 @pytest.fixture(scope="module")
 def two_process_runs(tmp_path_factory):
-    """A 2-process run, and the same job on one process."""
+    """A 2-process run, the same run again, and the same job on one process."""
     root = tmp_path_factory.mktemp("ddp")
     runs = {}
-    for name, nproc in (("first", 2), ("single", 1)):
+    for name, nproc in (("first", 2), ("second", 2), ("single", 1)):
         result = launch(root / f"probe-{name}", *DDP_RUN, f"output_dir={root / name}", nproc=nproc)
         assert result.returncode == 0, result.stderr[-4000:]
         runs[name] = (root / name / "latest").resolve(), root / f"probe-{name}", result
@@ -109,6 +109,17 @@ def test_split_and_triplets_equal_the_one_process_run(two_process_runs):
     assert metrics[0]["baseline"] == metrics[1]["baseline"]  # rank 0 scored the baseline as one process would
     assert metrics[0].keys() == metrics[1].keys()  # same shape as a one-process run
     assert metrics[1]["training"]["world_size"] == 1
+
+
+def test_a_second_run_with_the_same_seed_gives_the_same_metrics(two_process_runs):
+    first, second = (
+        json.loads((two_process_runs[name][0] / "metrics.json").read_text()) for name in ("first", "second")
+    )
+    assert first["baseline"] == second["baseline"]
+    assert first["final"] == second["final"]
+    assert first["training"]["train_loss"] == second["training"]["train_loss"]
+    untimed = [[{k: v for k, v in e.items() if k != "eval_runtime"} for e in m["history"]] for m in (first, second)]
+    assert untimed[0] == untimed[1]  # every step's loss, learning rate and scores
 
 
 def test_a_dying_rank_stops_every_rank_and_the_run_resumes_to_the_same_metrics(two_process_runs, tmp_path):
