@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -447,10 +447,16 @@ def select_columns(dataset: Dataset, query_column: str, answer_column: str, sour
     return dataset.select_columns([QUERY, ANSWER, *rest])
 
 
+def iter_rows(dataset: Dataset, *columns: str, batch_size: int = 20_000) -> Iterator[tuple[Any, ...]]:
+    """The values of ``columns`` in every row, read a batch at a time, so a million rows are never all Python
+    objects at once."""
+    for batch in dataset.select_columns(list(columns)).iter(batch_size=batch_size):
+        yield from zip(*(batch[column] for column in columns))
+
+
 def iter_pairs(dataset: Dataset, batch_size: int = 20_000) -> Iterator[tuple[str, str]]:
-    """``(query, answer)`` of every row, read a batch at a time, so a million rows are never all Python strings."""
-    for batch in dataset.select_columns([QUERY, ANSWER]).iter(batch_size=batch_size):
-        yield from zip(batch[QUERY], batch[ANSWER])
+    """``(query, answer)`` of every row (:func:`iter_rows`)."""
+    return iter_rows(dataset, QUERY, ANSWER, batch_size=batch_size)
 
 
 def text_digest(*texts: str) -> bytes:
@@ -733,8 +739,7 @@ def negatives_digest(pairs: Dataset) -> str:
     digests of query, answer and negatives)."""
     rows = sorted(
         text_digest(query, answer, *negatives)
-        for batch in pairs.select_columns([QUERY, ANSWER, NEGATIVES]).iter(batch_size=20_000)
-        for query, answer, negatives in zip(batch[QUERY], batch[ANSWER], batch[NEGATIVES])
+        for query, answer, negatives in iter_rows(pairs, QUERY, ANSWER, NEGATIVES)
     )
     return hashlib.sha256(b"".join(rows)).hexdigest()
 
@@ -795,10 +800,7 @@ class PreparedData:
             counts["dev_questions"] = len(set(self.splits["dev"][QUERY]))
         if self.has_given_negatives:
             counts["train_pairs_with_given_negatives"] = sum(
-                1
-                for batch in self.splits["train"].select_columns([NEGATIVES]).iter(20_000)
-                for n in batch[NEGATIVES]
-                if n
+                1 for (negatives,) in iter_rows(self.splits["train"], NEGATIVES) if negatives
             )
         counts["retrieval_pool"] = len(self.corpus)
         counts["corpus_file_held_out"] = len(self.extra_documents) - len(self.training_documents)

@@ -697,7 +697,7 @@ def read_given_negatives(train: Dataset, known_pairs: Dataset, held_out_answers:
         known_pairs: every known pair (all of the data, the evaluation file too).
         held_out_answers: the answers of the test and dev questions.
     """
-    from embedft.data import NEGATIVES, iter_pairs, text_digest
+    from embedft.data import NEGATIVES, iter_pairs, iter_rows, text_digest
 
     train_queries = {text_digest(query) for query, _ in iter_pairs(train)}
     positives: dict[bytes, set[bytes]] = {}
@@ -708,20 +708,19 @@ def read_given_negatives(train: Dataset, known_pairs: Dataset, held_out_answers:
                 positives.setdefault(key, set()).add(text_digest(answer))
     held_out = {text_digest(answer) for answer in held_out_answers}
     given = GivenNegatives(lists=[])
-    for batch in train.select_columns([QUERY, NEGATIVES]).iter(batch_size=20_000):
-        for query, negatives in zip(batch[QUERY], batch[NEGATIVES]):
-            own = positives.get(text_digest(query), set())
-            usable: list[str] = []
-            for text in dict.fromkeys(text.strip() for text in negatives or [] if text and text.strip()):
-                given.read += 1
-                digest = text_digest(text)
-                if digest in own:
-                    given.dropped_positive += 1
-                elif digest in held_out:
-                    given.dropped_held_out += 1
-                else:
-                    usable.append(text)
-            given.lists.append(usable)
+    for query, negatives in iter_rows(train, QUERY, NEGATIVES):
+        own = positives.get(text_digest(query), set())
+        usable: list[str] = []
+        for text in dict.fromkeys(text.strip() for text in negatives or [] if text and text.strip()):
+            given.read += 1
+            digest = text_digest(text)
+            if digest in own:
+                given.dropped_positive += 1
+            elif digest in held_out:
+                given.dropped_held_out += 1
+            else:
+                usable.append(text)
+        given.lists.append(usable)
     return given
 
 
