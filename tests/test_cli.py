@@ -24,12 +24,13 @@ SMALL_RUN = [
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(module_tmp_path):
     """One real training run of the default config, shrunk to finish in about a minute, with the user's whole
     collection (every answer of the data set) passed as corpus_file."""
     from embedft.data import clean_pairs, load_pairs
 
-    output_dir = tmp_path_factory.mktemp("outputs")
+    output_dir = module_tmp_path / "outputs"
+    output_dir.mkdir()
     answers = clean_pairs(load_pairs("packaged:construction-faq"))[0]["answer"]
     collection = write_jsonl(output_dir.parent / "collection.jsonl", [{"text": text} for text in answers])
     result = run_script("train_embed.py", *SMALL_RUN, f"corpus_file={collection}", f"output_dir={output_dir}")

@@ -46,9 +46,10 @@ def embedft(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(module_tmp_path):
     """One tiny run through ``embedft train``, with custom prompts, card settings and a hub repo to push to."""
-    output_dir = tmp_path_factory.mktemp("outputs")
+    output_dir = module_tmp_path / "outputs"
+    output_dir.mkdir()
     result = embedft("train", *TINY_RUN, f"output_dir={output_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     return (output_dir / "latest").resolve(), result

@@ -58,9 +58,9 @@ def probe(probe_dir: Path, rank: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def two_process_runs(tmp_path_factory):
+def two_process_runs(module_tmp_path):
     """A 2-process run, the same run again, and the same job on one process."""
-    root = tmp_path_factory.mktemp("ddp")
+    root = module_tmp_path
     runs = {}
     for name, nproc in (("first", 2), ("second", 2), ("single", 1)):
         result = launch(root / f"probe-{name}", *DDP_RUN, f"output_dir={root / name}", nproc=nproc)

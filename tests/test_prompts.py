@@ -15,9 +15,9 @@ from tests.test_models import prompt_word_model
 
 
 @pytest.fixture(scope="module")
-def word_model_dir(tmp_path_factory):
+def word_model_dir(module_tmp_path):
     """A saved static word model with no prompts of its own, in which the prompt word 'query' moves embeddings."""
-    folder = tmp_path_factory.mktemp("word-model")
+    folder = module_tmp_path / "word-model"
     prompt_word_model().save(str(folder))
     return str(folder)
 

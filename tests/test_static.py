@@ -29,9 +29,9 @@ STATIC_MINILM = "static:packaged:all-MiniLM-L6-v2"
 
 
 @pytest.fixture(scope="module")
-def static_cache(tmp_path_factory):
+def static_cache(module_tmp_path):
     """A cache folder holding the static model distilled from the packaged MiniLM (the real, full build, once)."""
-    return str(tmp_path_factory.mktemp("static-cache"))
+    return str(module_tmp_path / "static-cache")
 
 
 @pytest.fixture(scope="module")
