@@ -94,9 +94,9 @@ bench-quality: $(VENV)/.installed ## Quality benchmark: DATA=path/to/pairs.jsonl
 	@test -n "$(DATA)" || { echo "error: give the data set, e.g. make bench-quality DATA=../shared/data/medquad/pairs.jsonl" >&2; exit 2; }
 	$(PY) scripts/bench_quality.py --data $(DATA) --config $(BENCH_CONFIG) --seeds $(SEEDS) --output-dir $(BENCH_DIR) $(SET)
 
-bench-ablation: $(VENV)/.installed ## Recipes compared over seeds: DATA=path (RECIPES=configs/ablation.yaml, SEEDS, BENCH_CONFIG)
+bench-ablation: $(VENV)/.installed ## Recipes compared over seeds: DATA=path (RECIPES=configs/ablation.yaml, SEEDS, BENCH_CONFIG, CONTINUE=results folder)
 	@test -n "$(DATA)" || { echo "error: give the data set, e.g. make bench-ablation DATA=../shared/data/medquad/pairs.jsonl" >&2; exit 2; }
-	$(PY) scripts/bench_quality.py --data $(DATA) --config $(BENCH_CONFIG) --seeds $(SEEDS) --recipes $(RECIPES) --output-dir $(ABLATION_DIR) $(SET)
+	$(PY) scripts/bench_quality.py --data $(DATA) --config $(BENCH_CONFIG) --seeds $(SEEDS) --recipes $(RECIPES) --output-dir $(ABLATION_DIR) $(if $(CONTINUE),--continue $(CONTINUE)) $(SET)
 
 bench-scale: $(VENV)/.installed ## Scale benchmark: N synthetic pairs (or DATA=path), mine, few steps; OUT/results.json
 	$(PY) scripts/bench_scale.py --pairs $(N) --output-dir $(OUT) $(if $(DATA),--data $(DATA)) $(SET)

@@ -8,6 +8,7 @@ ordinary run of scripts/train_embed.py (its folder, metrics.json and report are 
 Usage:
     python scripts/bench_quality.py --data ../shared/data/medquad/pairs.jsonl [--config CONFIG] [--seeds 12 13]
     python scripts/bench_quality.py --data PAIRS --recipes configs/ablation.yaml --seeds 12 13
+    python scripts/bench_quality.py --data PAIRS --recipes configs/ablation.yaml --continue outputs/bench-ablation/DATE
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[12, 13], help="Seeds (default: %(default)s).")
     parser.add_argument("--recipes", help="YAML file of recipes (name: {config.key: value}) to compare.")
     parser.add_argument("--output-dir", default="outputs/bench-quality", help="Parent of the runs.")
+    parser.add_argument(
+        "--continue",
+        dest="continue_from",
+        type=Path,
+        help="An earlier results folder to add to: its finished runs are read back, a stopped one is resumed.",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="Further config overrides (every run).")
     return parser.parse_args(argv)
 
@@ -35,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     recipes = load_recipes(args.recipes) if args.recipes else None
     folder, table = run_quality_benchmark(
-        args.data, args.config, args.seeds, Path(args.output_dir), args.overrides, recipes
+        args.data, args.config, args.seeds, Path(args.output_dir), args.overrides, recipes, args.continue_from
     )
     print(f"\n{table}\n\nResults: {folder / 'results.md'}")
     return 0

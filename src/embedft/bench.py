@@ -139,6 +139,8 @@ def run_training_job(
     config_path: str, data: str, seed: int, output_dir: Path, run_name: str, overrides: list[str]
 ) -> dict[str, Any]:
     """One ordinary run of scripts/train_embed.py in its own process (its folder, metrics.json and report are kept).
+    A folder of that name left by a stopped benchmark is resumed (from its last checkpoint, or with its own saved
+    config and cached triplets when it had none) instead of started again.
 
     Returns:
         The row the benchmark tables read: baseline, final (and final_dev), timings, steps and wall seconds.
@@ -152,17 +154,21 @@ def run_training_job(
     from embedft.errors import EmbedftError
     from embedft.report import read_metrics
 
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve().parents[2] / "scripts" / "train_embed.py"),
-        "--config",
-        config_path,
-        f"dataset_name={data}",
-        f"seed={seed}",
-        f"output_dir={output_dir}",
-        f"run_name={run_name}",
-        *overrides,
-    ]
+    script = str(Path(__file__).resolve().parents[2] / "scripts" / "train_embed.py")
+    if (output_dir / run_name).is_dir():
+        command = [sys.executable, script, "--resume", str(output_dir / run_name)]
+    else:
+        command = [
+            sys.executable,
+            script,
+            "--config",
+            config_path,
+            f"dataset_name={data}",
+            f"seed={seed}",
+            f"output_dir={output_dir}",
+            f"run_name={run_name}",
+            *overrides,
+        ]
     print(f"== {run_name}: {' '.join(command)}", flush=True)
     started = time.perf_counter()
     if subprocess.run(command).returncode != 0:
@@ -269,6 +275,52 @@ def ablation_table(summary: list[dict[str, Any]], choice: dict[str, Any]) -> str
     return "\n".join(lines) + "\n" + verdict
 
 
+def finished_runs(
+    folder: Path,
+    data: str,
+    config_path: str,
+    overrides: list[str],
+    recipes: dict[str, list[str]] | None,
+) -> dict[str, dict[str, Any]]:
+    """The rows of an earlier benchmark's ``results.json`` whose run finished (its ``metrics.json`` is there),
+    by run name. A recipe it ran but no longer names is left out of the new table (its folder stays).
+
+    Raises:
+        ConfigError: the folder holds no benchmark results, or ran another data set, config, overrides or recipe.
+    """
+    import json
+
+    from embedft.errors import ConfigError
+
+    results_file = Path(folder) / "results.json"
+    try:
+        results = json.loads(results_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(
+            f"cannot continue {folder}: no readable results.json there ({error}); give a folder an earlier "
+            "bench-quality or bench-ablation wrote"
+        ) from None
+    for name, given, earlier in (
+        ("DATA", data, results.get("data")),
+        ("BENCH_CONFIG", config_path, results.get("config")),
+        ("SET", overrides, results.get("overrides")),
+    ):
+        if given != earlier:
+            raise ConfigError(f"cannot continue {folder}: its runs had {name} {earlier}, not {given}; give the same")
+    finished = {}
+    for row in results.get("runs", []):
+        recipe = row.get("recipe")
+        run_name = f"{recipe}-seed{row['seed']}" if recipe else f"seed{row['seed']}"
+        if recipe and (recipes or {}).get(recipe) != results.get("recipes", {}).get(recipe):
+            raise ConfigError(
+                f"cannot continue {folder}: its recipe '{recipe}' was {results['recipes'].get(recipe)}, "
+                f"now {(recipes or {}).get(recipe)}; rename the changed recipe"
+            )
+        if (Path(folder) / run_name / "metrics.json").is_file():
+            finished[run_name] = {key: value for key, value in row.items() if key != "recipe"}
+    return finished
+
+
 def run_quality_benchmark(
     data: str,
     config_path: str,
@@ -276,9 +328,13 @@ def run_quality_benchmark(
     output_dir: Path,
     overrides: list[str],
     recipes: dict[str, list[str]] | None = None,
+    continue_from: Path | None = None,
 ) -> tuple[Path, str]:
     """Every recipe (none: the config alone) over every seed on one data set; ``results.json`` and ``results.md``
     in a new time-stamped folder are rewritten after each run, so a stopped benchmark keeps what it finished.
+
+    With ``continue_from`` (an earlier results folder) the results go there instead: a run it finished is read
+    back, not run again, so a long ablation can be stopped and continued, or given more recipes and seeds.
 
     Returns:
         The results folder and its Markdown table.
@@ -292,13 +348,18 @@ def run_quality_benchmark(
     fixed = [item for item in overrides if item.split("=", 1)[0] in SET_BY_BENCHMARK]
     if fixed:
         raise ConfigError(f"{', '.join(fixed)}: the benchmark sets these itself (use --output-dir, --seeds, --data)")
-    folder = Path(output_dir) / datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = continue_from or Path(output_dir) / datetime.now().strftime("%Y%m%d-%H%M%S")
+    finished = finished_runs(continue_from, data, config_path, overrides, recipes) if continue_from else {}
     rows: list[dict[str, Any]] = []
     table = ""
     for recipe, recipe_overrides in (recipes or {None: []}).items():
         for seed in seeds:
             run_name = f"{recipe}-seed{seed}" if recipe else f"seed{seed}"
-            row = run_training_job(config_path, data, seed, folder, run_name, [*overrides, *recipe_overrides])
+            if run_name in finished:
+                print(f"== {run_name}: finished earlier in {folder}, read back", flush=True)
+                row = finished[run_name]
+            else:
+                row = run_training_job(config_path, data, seed, folder, run_name, [*overrides, *recipe_overrides])
             rows.append({"recipe": recipe, **row} if recipe else row)
             table = seeds_table(rows)
             summary = {
