@@ -231,3 +231,18 @@ def test_even_sampler_gives_every_rank_the_same_number_of_full_batches(num_proce
         for batch in batches:
             assert len(batch) == 8
             assert len({pairs[i]["answer"] for i in batch}) == 8  # still no duplicate inside a batch
+
+
+def test_a_resumed_run_starts_its_process_group_for_its_own_device(tmp_path):
+    # The backend (gloo or NCCL) follows the device the run trains on: a resumed run keeps its saved device,
+    # whatever the command line's config says.
+    from embedft.config import load_config
+    from embedft.pipeline import open_new_run, training_config_device
+
+    saved = load_config(None, [f"output_dir={tmp_path}", "device=cpu"])
+    files, lock = open_new_run(saved)
+    lock.close()
+    command_line = load_config(None, [f"output_dir={tmp_path}", "device=auto"])
+    assert training_config_device(command_line, None) == "auto"
+    assert training_config_device(command_line, "latest") == "cpu"
+    assert training_config_device(command_line, str(files.run_dir)) == "cpu"

@@ -469,12 +469,20 @@ def train_embed(
             return run_stages(config, resume, stack, resume_overrides=resume_overrides)
         from embedft.models import resolve_device
 
-        group = distributed.start(resolve_device(config.device))
+        group = distributed.start(resolve_device(training_config_device(config, resume)))
         if not distributed.is_main_process():
             train_with_main_process(distributed.receive_run(group))
             return None
         with distributed.main_process_preparation(group) as share:
             return run_stages(config, resume, stack, share, resume_overrides=resume_overrides)
+
+
+def training_config_device(config: RunConfig, resume: str | None) -> str:
+    """The configured device the run will train on: a resumed run keeps its own (``device`` cannot change on
+    resume), whatever the command line's config says; it decides the process group's backend (gloo or NCCL)."""
+    if resume is None:
+        return config.device
+    return load_config(RunFiles(find_resumable_run(config.output_dir, resume)).config).device
 
 
 def training_device(config: RunConfig) -> str:
