@@ -116,6 +116,15 @@ def test_ablation_runs_each_recipe_over_the_seeds_and_picks_one_on_the_dev_quest
     assert continued.returncode == 0, continued.stderr[-3000:]
     assert continued.stdout.count("finished earlier") == 2 and "Epoch" not in continued.stderr
     assert json.loads((folder / "results.json").read_text())["runs"] == results["runs"]
+    # A run that finished after results.json was last written is read back from its own metrics.json too.
+    (folder / "results.json").write_text(json.dumps({**results, "runs": results["runs"][:1]}))
+    continued = run_script(
+        "bench_quality.py", "--data", "packaged:construction-faq", "--config", "configs/run_embedding_mnrl.yaml",
+        "--recipes", str(recipes), "--seeds", "12", "--continue", str(folder), *ABLATION_RUN,
+    )  # fmt: skip
+    assert continued.returncode == 0 and continued.stdout.count("finished earlier") == 2, continued.stderr[-2000:]
+    reread = json.loads((folder / "results.json").read_text())["runs"][1]
+    assert reread["final"] == results["runs"][1]["final"] and reread["seconds"] > 0
     # ... and only with the data, config, overrides and recipes those runs had.
     recipes.write_text("default: {}\nin-batch-only:\n  mining.num_negatives: 1\n")
     for extra, message in (([], "recipe 'in-batch-only' was"), (["seed=3"], "sets these itself")):

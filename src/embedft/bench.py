@@ -140,7 +140,7 @@ def run_training_job(
 ) -> dict[str, Any]:
     """One ordinary run of scripts/train_embed.py in its own process (its folder, metrics.json and report are kept).
     A folder of that name left by a stopped benchmark is resumed (from its last checkpoint, or with its own saved
-    config and cached triplets when it had none) instead of started again.
+    config and cached triplets when it had none) instead of started again, or read back if it had finished.
 
     Returns:
         The row the benchmark tables read: baseline, final (and final_dev), timings, steps and wall seconds.
@@ -154,9 +154,12 @@ def run_training_job(
     from embedft.errors import EmbedftError
     from embedft.report import read_metrics
 
+    run_dir = output_dir / run_name
     script = str(Path(__file__).resolve().parents[2] / "scripts" / "train_embed.py")
-    if (output_dir / run_name).is_dir():
-        command = [sys.executable, script, "--resume", str(output_dir / run_name)]
+    if (run_dir / "metrics.json").is_file():
+        command = []  # it finished, but the benchmark stopped before its results.json recorded it
+    elif run_dir.is_dir():
+        command = [sys.executable, script, "--resume", str(run_dir)]
     else:
         command = [
             sys.executable,
@@ -169,11 +172,11 @@ def run_training_job(
             f"run_name={run_name}",
             *overrides,
         ]
-    print(f"== {run_name}: {' '.join(command)}", flush=True)
+    print(f"== {run_name}: {' '.join(command) or 'finished earlier, read back'}", flush=True)
     started = time.perf_counter()
-    if subprocess.run(command).returncode != 0:
+    if command and subprocess.run(command).returncode != 0:
         raise EmbedftError(f"the run {run_name} failed (see its output above)")
-    metrics = read_metrics(output_dir / run_name / "metrics.json")
+    metrics = read_metrics(run_dir / "metrics.json")
     return {
         "seed": seed,
         "baseline": metrics["baseline"],
@@ -183,7 +186,7 @@ def run_training_job(
         "timings": metrics["timings"],
         "global_step": metrics["training"]["global_step"],
         "loss": metrics["training"].get("loss"),
-        "seconds": time.perf_counter() - started,
+        "seconds": time.perf_counter() - started if command else metrics["timings"]["total_seconds"],
     }
 
 
