@@ -183,3 +183,20 @@ def test_the_default_changes_only_when_a_recipe_beats_it_by_more_than_the_seed_s
     assert "beats_default" not in choose_recipe([entry("default", 0.9, 0.0), entry("worse", 0.8, 0.0)])
     one_seed = [{**entry("default", 0.80, 0.0), "seeds": [12]}, {**entry("better", 0.82, 0.0), "seeds": [12]}]
     assert not choose_recipe(one_seed)["beats_default"]  # no spread to weigh the gain against
+
+
+def test_a_continued_ablation_may_leave_out_recipes_it_ran_before(tmp_path):
+    from embedft.bench import finished_runs
+    from embedft.errors import ConfigError
+
+    rows = [{"recipe": "default", "seed": 12, "final": {}}, {"recipe": "wide", "seed": 12, "final": {}}]
+    results = {"data": "d", "config": "c", "overrides": [], "recipes": {"default": [], "wide": ["a=1"]}, "runs": rows}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    for row in rows:
+        (tmp_path / f"{row['recipe']}-seed12").mkdir()
+        (tmp_path / f"{row['recipe']}-seed12" / "metrics.json").write_text("{}")
+    assert set(finished_runs(tmp_path, "d", "c", [], {"default": []})) == {"default-seed12", "wide-seed12"}
+    with pytest.raises(ConfigError, match="recipe 'wide' was"):
+        finished_runs(tmp_path, "d", "c", [], {"wide": ["a=2"]})
+    with pytest.raises(ConfigError, match="DATA d, not e"):
+        finished_runs(tmp_path, "e", "c", [], None)

@@ -314,10 +314,10 @@ def finished_runs(
     for row in results.get("runs", []):
         recipe = row.get("recipe")
         run_name = f"{recipe}-seed{row['seed']}" if recipe else f"seed{row['seed']}"
-        if recipe and (recipes or {}).get(recipe) != results.get("recipes", {}).get(recipe):
+        if recipe in (recipes or {}) and recipes[recipe] != results.get("recipes", {}).get(recipe):
             raise ConfigError(
-                f"cannot continue {folder}: its recipe '{recipe}' was {results['recipes'].get(recipe)}, "
-                f"now {(recipes or {}).get(recipe)}; rename the changed recipe"
+                f"cannot continue {folder}: its recipe '{recipe}' was {results.get('recipes', {}).get(recipe)}, "
+                f"now {recipes[recipe]}; rename the changed recipe"
             )
         if (Path(folder) / run_name / "metrics.json").is_file():
             finished[run_name] = {key: value for key, value in row.items() if key != "recipe"}
