@@ -99,45 +99,33 @@ def test_ablation_runs_each_recipe_over_the_seeds_and_picks_one_on_the_dev_quest
     assert (folder / "default-seed12" / "mining.json").is_file()
 
     # Continued with the same recipes, the finished runs are read back, not trained again.
-    continued = run_script(
-        "bench_quality.py",
-        "--data",
-        "packaged:construction-faq",
-        "--config",
-        "configs/run_embedding_mnrl.yaml",
-        "--recipes",
-        str(recipes),
-        "--seeds",
-        "12",
-        "--continue",
-        str(folder),
-        *ABLATION_RUN,
-    )
+    continued = continue_ablation(folder, recipes)
     assert continued.returncode == 0, continued.stderr[-3000:]
     assert continued.stdout.count("finished earlier") == 2 and "Epoch" not in continued.stderr
     assert json.loads((folder / "results.json").read_text())["runs"] == results["runs"]
     # A run that finished after results.json was last written is read back from its own metrics.json too.
     (folder / "results.json").write_text(json.dumps({**results, "runs": results["runs"][:1]}))
-    continued = run_script(
-        "bench_quality.py", "--data", "packaged:construction-faq", "--config", "configs/run_embedding_mnrl.yaml",
-        "--recipes", str(recipes), "--seeds", "12", "--continue", str(folder), *ABLATION_RUN,
-    )  # fmt: skip
+    continued = continue_ablation(folder, recipes)
     assert continued.returncode == 0 and continued.stdout.count("finished earlier") == 2, continued.stderr[-2000:]
     reread = json.loads((folder / "results.json").read_text())["runs"][1]
     assert reread["final"] == results["runs"][1]["final"] and reread["seconds"] > 0
     # ... and only with the data, config, overrides and recipes those runs had.
     recipes.write_text("default: {}\nin-batch-only:\n  mining.num_negatives: 1\n")
     for extra, message in (([], "recipe 'in-batch-only' was"), (["seed=3"], "sets these itself")):
-        refused = run_script(
-            "bench_quality.py", "--data", "packaged:construction-faq", "--config",
-            "configs/run_embedding_mnrl.yaml", "--recipes", str(recipes), "--continue", str(folder),
-            *ABLATION_RUN, *extra,
-        )  # fmt: skip
+        refused = continue_ablation(folder, recipes, *extra)
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr[-2000:]
     refused = run_script(
         "bench_quality.py", "--data", "packaged:construction-faq", "--continue", str(folder), *ABLATION_RUN
     )
     assert refused.returncode == 2 and "BENCH_CONFIG configs/run_embedding_mnrl.yaml, not" in refused.stderr
+
+
+def continue_ablation(folder, recipes, *extra: str):
+    """bench_quality.py continuing ``folder`` on the FAQ, default config and seed 12, as the ablation test ran."""
+    return run_script(
+        "bench_quality.py", "--data", "packaged:construction-faq", "--config", "configs/run_embedding_mnrl.yaml",
+        "--recipes", str(recipes), "--seeds", "12", "--continue", str(folder), *ABLATION_RUN, *extra,
+    )  # fmt: skip
 
 
 def test_ablation_recipes_are_checked_before_anything_runs(tmp_path):

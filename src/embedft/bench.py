@@ -135,12 +135,24 @@ def load_recipes(path: str | Path) -> dict[str, list[str]]:
     return overrides
 
 
+def run_name_for(recipe: str | None, seed: int) -> str:
+    """The folder name of one benchmark run."""
+    return f"{recipe}-seed{seed}" if recipe else f"seed{seed}"
+
+
 def run_training_job(
-    config_path: str, data: str, seed: int, output_dir: Path, run_name: str, overrides: list[str]
+    config_path: str,
+    data: str,
+    seed: int,
+    output_dir: Path,
+    run_name: str,
+    overrides: list[str],
+    earlier_seconds: float | None = None,
 ) -> dict[str, Any]:
     """One ordinary run of scripts/train_embed.py in its own process (its folder, metrics.json and report are kept).
     A folder of that name left by a stopped benchmark is resumed (from its last checkpoint, or with its own saved
-    config and cached triplets when it had none) instead of started again, or read back if it had finished.
+    config and cached triplets when it had none) instead of started again, or read back if it had finished (its
+    wall time is then ``earlier_seconds``, what the earlier benchmark measured, else the run's own total).
 
     Returns:
         The row the benchmark tables read: baseline, final (and final_dev), timings, steps and wall seconds.
@@ -157,7 +169,7 @@ def run_training_job(
     run_dir = output_dir / run_name
     script = str(Path(__file__).resolve().parents[2] / "scripts" / "train_embed.py")
     if (run_dir / "metrics.json").is_file():
-        command = []  # it finished, but the benchmark stopped before its results.json recorded it
+        command = []  # finished earlier
     elif run_dir.is_dir():
         command = [sys.executable, script, "--resume", str(run_dir)]
     else:
@@ -172,7 +184,7 @@ def run_training_job(
             f"run_name={run_name}",
             *overrides,
         ]
-    print(f"== {run_name}: {' '.join(command) or 'finished earlier, read back'}", flush=True)
+    print(f"== {run_name}: {' '.join(command) or f'finished earlier in {output_dir}, read back'}", flush=True)
     started = time.perf_counter()
     if command and subprocess.run(command).returncode != 0:
         raise EmbedftError(f"the run {run_name} failed (see its output above)")
@@ -186,7 +198,9 @@ def run_training_job(
         "timings": metrics["timings"],
         "global_step": metrics["training"]["global_step"],
         "loss": metrics["training"].get("loss"),
-        "seconds": time.perf_counter() - started if command else metrics["timings"]["total_seconds"],
+        "seconds": time.perf_counter() - started
+        if command
+        else earlier_seconds or metrics["timings"]["total_seconds"],
     }
 
 
@@ -284,9 +298,10 @@ def finished_runs(
     config_path: str,
     overrides: list[str],
     recipes: dict[str, list[str]] | None,
-) -> dict[str, dict[str, Any]]:
-    """The rows of an earlier benchmark's ``results.json`` whose run finished (its ``metrics.json`` is there),
-    by run name. A recipe it ran but no longer names is left out of the new table (its folder stays).
+) -> dict[str, float | None]:
+    """The wall seconds of an earlier benchmark's runs (its ``results.json``), by run name, once its data set,
+    config, overrides and recipes are checked against these. A recipe it ran but no longer names is left out of the
+    new table (its folder stays).
 
     Raises:
         ConfigError: the folder holds no benchmark results, or ran another data set, config, overrides or recipe.
@@ -310,18 +325,16 @@ def finished_runs(
     ):
         if given != earlier:
             raise ConfigError(f"cannot continue {folder}: its runs had {name} {earlier}, not {given}; give the same")
-    finished = {}
+    seconds = {}
     for row in results.get("runs", []):
         recipe = row.get("recipe")
-        run_name = f"{recipe}-seed{row['seed']}" if recipe else f"seed{row['seed']}"
         if recipe in (recipes or {}) and recipes[recipe] != results.get("recipes", {}).get(recipe):
             raise ConfigError(
                 f"cannot continue {folder}: its recipe '{recipe}' was {results.get('recipes', {}).get(recipe)}, "
                 f"now {recipes[recipe]}; rename the changed recipe"
             )
-        if (Path(folder) / run_name / "metrics.json").is_file():
-            finished[run_name] = {key: value for key, value in row.items() if key != "recipe"}
-    return finished
+        seconds[run_name_for(recipe, row["seed"])] = row.get("seconds")
+    return seconds
 
 
 def run_quality_benchmark(
@@ -352,17 +365,21 @@ def run_quality_benchmark(
     if fixed:
         raise ConfigError(f"{', '.join(fixed)}: the benchmark sets these itself (use --output-dir, --seeds, --data)")
     folder = continue_from or Path(output_dir) / datetime.now().strftime("%Y%m%d-%H%M%S")
-    finished = finished_runs(continue_from, data, config_path, overrides, recipes) if continue_from else {}
+    earlier_seconds = finished_runs(continue_from, data, config_path, overrides, recipes) if continue_from else {}
     rows: list[dict[str, Any]] = []
     table = ""
     for recipe, recipe_overrides in (recipes or {None: []}).items():
         for seed in seeds:
-            run_name = f"{recipe}-seed{seed}" if recipe else f"seed{seed}"
-            if run_name in finished:
-                print(f"== {run_name}: finished earlier in {folder}, read back", flush=True)
-                row = finished[run_name]
-            else:
-                row = run_training_job(config_path, data, seed, folder, run_name, [*overrides, *recipe_overrides])
+            run_name = run_name_for(recipe, seed)
+            row = run_training_job(
+                config_path,
+                data,
+                seed,
+                folder,
+                run_name,
+                [*overrides, *recipe_overrides],
+                earlier_seconds.get(run_name),
+            )
             rows.append({"recipe": recipe, **row} if recipe else row)
             table = seeds_table(rows)
             summary = {
