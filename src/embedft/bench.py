@@ -346,8 +346,9 @@ def run_quality_benchmark(
     recipes: dict[str, list[str]] | None = None,
     continue_from: Path | None = None,
 ) -> tuple[Path, str]:
-    """Every recipe (none: the config alone) over every seed on one data set; ``results.json`` and ``results.md``
-    in a new time-stamped folder are rewritten after each run, so a stopped benchmark keeps what it finished.
+    """Every recipe (none: the config alone) over every seed on one data set, seed by seed; ``results.json`` and
+    ``results.md`` in a new time-stamped folder are rewritten after each run, so a stopped benchmark keeps what it
+    finished. The tables list the runs recipe by recipe.
 
     With ``continue_from`` (an earlier results folder) the results go there instead: a run it finished is read
     back, not run again, so a long ablation can be stopped and continued, or given more recipes and seeds.
@@ -368,8 +369,10 @@ def run_quality_benchmark(
     earlier_seconds = finished_runs(continue_from, data, config_path, overrides, recipes) if continue_from else {}
     rows: list[dict[str, Any]] = []
     table = ""
-    for recipe, recipe_overrides in (recipes or {None: []}).items():
-        for seed in seeds:
+    recipe_names = list(recipes or {None: []})
+    # Seed by seed: a benchmark stopped early has every recipe on the first seed before any on the second.
+    for seed in seeds:
+        for recipe, recipe_overrides in (recipes or {None: []}).items():
             run_name = run_name_for(recipe, seed)
             row = run_training_job(
                 config_path,
@@ -381,6 +384,7 @@ def run_quality_benchmark(
                 earlier_seconds.get(run_name),
             )
             rows.append({"recipe": recipe, **row} if recipe else row)
+            rows.sort(key=lambda row: (recipe_names.index(row.get("recipe")), seeds.index(row["seed"])))
             table = seeds_table(rows)
             summary = {
                 "data": data,
