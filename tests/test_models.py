@@ -69,10 +69,33 @@ def test_hub_model_loads_from_a_cache_laid_out_like_the_hub(tmp_path):
     )
 
 
-def test_mixed_precision_on_cpu_warns_and_uses_fp32(caplog):
+def test_bf16_is_kept_on_a_cpu_with_bf16_instructions_only(caplog, monkeypatch):
+    import embedft.models
+
+    monkeypatch.setattr(embedft.models, "cpu_has_bf16", lambda: True)
+    assert resolve_precision(fp16=False, bf16=True, device="cpu") == (False, True)
+    monkeypatch.setattr(embedft.models, "cpu_has_bf16", lambda: False)
     with caplog.at_level(logging.WARNING):
         assert resolve_precision(fp16=False, bf16=True, device="cpu") == (False, False)
-    assert "bf16 needs a CUDA GPU" in caplog.text
+    assert "this CPU has no bf16 instructions" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # fp16 would only be emulated on any CPU
+        assert resolve_precision(fp16=True, bf16=False, device="cpu") == (False, False)
+        assert resolve_precision(fp16=False, bf16=True, device="mps") == (False, False)
+    assert "fp16 needs a CUDA GPU" in caplog.text and "bf16 needs a CUDA GPU" in caplog.text
+
+
+def test_cpu_bf16_check_reads_torch_and_survives_a_torch_without_it(monkeypatch):
+    import torch
+
+    from embedft.models import cpu_has_bf16
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert cpu_has_bf16()
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert not cpu_has_bf16()
 
 
 def test_a_gpu_that_only_emulates_bf16_trains_in_fp32(caplog, monkeypatch):

@@ -54,13 +54,15 @@ def trained_embeddings(trainer, row: dict[str, str]) -> dict[str, np.ndarray]:
         return {column: trainer.model(f)["sentence_embedding"].numpy() for column, f in zip(row, features)}
 
 
-def test_arguments_use_no_duplicates_sampler_and_fp32_on_cpu(tmp_path):
+def test_arguments_use_no_duplicates_sampler_and_bf16_only_where_the_cpu_has_it(tmp_path):
+    from embedft.models import cpu_has_bf16
+
     config = RunConfig(training=TrainingConfig(bf16=True, eval_steps=3))
     args = build_training_arguments(config, str(tmp_path), "cpu", has_evaluator=True)
     assert str(args.batch_sampler.value if hasattr(args.batch_sampler, "value") else args.batch_sampler) == (
         "no_duplicates"
     )
-    assert not args.bf16 and not args.fp16
+    assert args.bf16 == cpu_has_bf16() and not args.fp16
     assert args.eval_steps == 3 and args.warmup_steps == pytest.approx(0.1)
     assert str(args.eval_strategy.value if hasattr(args.eval_strategy, "value") else args.eval_strategy) == "steps"
 

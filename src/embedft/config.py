@@ -100,7 +100,9 @@ class TrainingConfig:
     gradient_checkpointing: bool = _option(False, "Trade compute for memory in the main model's backward pass.")
     fp16: bool = _option(False, "Mixed precision float16 (CUDA only; falls back to fp32 with a warning elsewhere).")
     bf16: bool = _option(
-        True, "Mixed precision bfloat16 (CUDA GPUs that support it; falls back to fp32 with a warning elsewhere)."
+        True,
+        "Mixed precision bfloat16 training where the hardware has it (Ampere+ GPUs, CPUs with AVX512-BF16/AMX); "
+        "fp32 with a warning elsewhere.",
     )
     eval_steps: int | float | Literal["auto"] | None = _option(
         "auto",

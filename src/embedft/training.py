@@ -128,7 +128,7 @@ def build_training_arguments(
     Args:
         config: the run configuration.
         checkpoint_dir: folder for checkpoints.
-        device: the training device; on a CPU fp16/bf16 fall back to fp32 with a warning.
+        device: the training device; fp16/bf16 fall back to fp32 with a warning where it lacks them.
         has_evaluator: whether evaluation runs every ``training.eval_steps``.
         model: the model to train; its query/document prompts become the trainer's column prompts, and a Router
             module in it gets the query/document route of each column.
@@ -262,7 +262,7 @@ def check_training_arguments(config: RunConfig, device: str | None = None) -> No
     if device is None:
         if distributed.is_distributed():
             return
-        # On the CPU bf16/fp16 would only be dropped with a warning: the real device decides them when training.
+        # Validation only: the real device decides bf16/fp16 when training (a CPU without them would warn here).
         device = "cpu"
         config = dataclasses.replace(config, training=dataclasses.replace(config.training, fp16=False, bf16=False))
     with tempfile.TemporaryDirectory() as folder:
