@@ -39,6 +39,8 @@ def finished_run(module_tmp_path):
 
 
 def test_training_run_writes_metrics_model_config_and_events(finished_run):
+    from embedft.models import cpu_has_bf16
+
     output_dir, result = finished_run
     run_dir = (output_dir / "latest").resolve()
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -47,6 +49,8 @@ def test_training_run_writes_metrics_model_config_and_events(finished_run):
         assert list(metrics[stage]) == [*names, *(f"{name}_dim128" for name in names), "triplet_accuracy"]
     assert metrics["final"]["ndcg@10"] > metrics["baseline"]["ndcg@10"]
     assert metrics["data"]["retrieval_pool"] == 503  # held-out questions rank every answer of the data set
+    # The default config's bf16 is kept where this CPU has bf16 instructions; the run records which one it got.
+    assert metrics["training"]["precision"] == ("bf16" if cpu_has_bf16() else "fp32")
     assert all("ndcg@10" in e for e in metrics["history"] if "triplet_accuracy" in e)
     data = metrics["data"]
     assert (data["eval_questions"], data["dev_questions"], data["train_pairs"]) == (16, 8, 64)

@@ -664,6 +664,8 @@ def run_stages(
         "world_size": distributed.world_size(),
         "global_batch": config.batch_size * distributed.world_size() * config.training.accumulation_steps,
     }
+    if result.precision is not None:
+        training["precision"] = result.precision  # mixed precision follows the hardware (README, Precision)
     if result.resumed_from_step is not None:
         training["resumed_from_step"] = result.resumed_from_step
     metrics = {

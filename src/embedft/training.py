@@ -45,6 +45,7 @@ class TrainingResult:
     resumed_from_step: int | None = None  # the checkpoint a resumed run continued from
     first_step_at: float | None = None  # time.perf_counter() when the first optimizer step ended
     first_step_rss_gib: float | None = None  # the process's peak resident memory until then
+    precision: str | None = None  # "bf16", "fp16" or "fp32": what the trainer computed in (None: not known)
 
 
 def peak_rss_gib() -> float:
@@ -508,6 +509,7 @@ def train_model(
         history=history_from_log(trainer.state.log_history),
         first_step_at=clock.at,
         first_step_rss_gib=clock.peak_rss_gib,
+        precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
     )
 
 
