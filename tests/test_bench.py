@@ -188,3 +188,27 @@ def test_a_continued_ablation_may_leave_out_recipes_it_ran_before(tmp_path):
         finished_runs(tmp_path, "d", "c", [], {"wide": ["a=2"]})
     with pytest.raises(ConfigError, match="DATA d, not e"):
         finished_runs(tmp_path, "e", "c", [], None)
+
+
+def test_an_ablation_runs_every_recipe_on_a_seed_before_the_next_seed(tmp_path, monkeypatch):
+    """Stopped early, an ablation has every recipe on the first seed; its tables still list recipe by recipe."""
+    import embedft.bench
+
+    started = []
+
+    def fake_run(config_path, data, seed, output_dir, run_name, overrides, earlier_seconds=None):
+        started.append(run_name)
+        (output_dir / run_name).mkdir(parents=True)
+        scores = {"ndcg@10": 0.5, "mrr@10": 0.5, "recall@10": 0.5, "triplet_accuracy": 0.5}
+        timings = {"mining_seconds": 60.0, "training_seconds": 60.0}
+        return {"seed": seed, "baseline": scores, "final": scores, "final_dev": scores, "data": {},
+                "timings": timings, "global_step": 3, "loss": 0.1, "seconds": 1.0}  # fmt: skip
+
+    monkeypatch.setattr(embedft.bench, "run_training_job", fake_run)
+    recipes = {"default": [], "wide": ["batch_size=64"]}
+    folder, table = embedft.bench.run_quality_benchmark("d", "c", [12, 13], tmp_path, [], recipes)
+    assert started == ["default-seed12", "wide-seed12", "default-seed13", "wide-seed13"]
+    runs = json.loads((folder / "results.json").read_text())["runs"]
+    order = [(run["recipe"], run["seed"]) for run in runs]
+    assert order == [("default", 12), ("default", 13), ("wide", 12), ("wide", 13)]
+    assert table.index("| default seed 13 |") < table.index("| wide seed 12 |")
