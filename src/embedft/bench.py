@@ -369,10 +369,11 @@ def run_quality_benchmark(
     earlier_seconds = finished_runs(continue_from, data, config_path, overrides, recipes) if continue_from else {}
     rows: list[dict[str, Any]] = []
     table = ""
-    recipe_names = list(recipes or {None: []})
+    recipes_to_run = recipes or {None: []}
+    recipe_names = list(recipes_to_run)
     # Seed by seed: a benchmark stopped early has every recipe on the first seed before any on the second.
     for seed in seeds:
-        for recipe, recipe_overrides in (recipes or {None: []}).items():
+        for recipe, recipe_overrides in recipes_to_run.items():
             run_name = run_name_for(recipe, seed)
             row = run_training_job(
                 config_path,
