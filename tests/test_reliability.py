@@ -166,3 +166,29 @@ def test_resume_latest_picks_the_newest_unfinished_run(tmp_path):
     (runs["unfinished-older"] / "metrics.json").write_text("{}")  # a finished run made before COMPLETE existed
     with pytest.raises(OutputError, match="no unfinished run"):
         find_resumable_run(tmp_path, "latest")
+
+
+def test_a_scored_run_resumed_from_another_folder_moves_latest_next_to_it(tmp_path, monkeypatch):
+    """A run killed between metrics.json and COMPLETE is finished on resume. Its saved output_dir is relative to the
+    folder it was started from; ``latest`` must still be moved beside the run, not under the current folder."""
+    from embedft.config import RunConfig, save_config
+    from embedft.outputs import is_finished
+    from embedft.pipeline import train_embed
+    from tests.test_report import sample_metrics
+
+    run_dir = tmp_path / "project" / "outputs" / "scored"
+    run_dir.mkdir(parents=True)
+    save_config(RunConfig(output_dir="outputs"), run_dir / "config.yaml")
+    (run_dir / "metrics.json").write_text(json.dumps(sample_metrics()))
+    (run_dir / "data").mkdir()
+    (run_dir / "data" / "split.json").write_text("{}")  # made with the COMPLETE marker: unfinished without it
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    finished_dir, metrics = train_embed(RunConfig(output_dir=str(run_dir.parent)), resume=str(run_dir))
+
+    assert finished_dir == run_dir and metrics["final"]["ndcg@10"] == 0.7
+    assert is_finished(run_dir) and (run_dir / "report.md").is_file()
+    assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
+    assert list(elsewhere.iterdir()) == []

@@ -356,27 +356,30 @@ def train_stage(
     return result
 
 
-def finish_run(files: RunFiles, output_dir: str, metrics: dict[str, Any], similarities: dict[str, Any]) -> None:
+def finish_run(files: RunFiles, metrics: dict[str, Any], similarities: dict[str, Any]) -> None:
     """Write the results people read, move ``latest``, and mark the run complete, in an order that a kill at
-    any point leaves resumable: similarities, metrics, report, ``latest``, then ``COMPLETE``."""
+    any point leaves resumable: similarities, metrics, report, ``latest``, then ``COMPLETE``.
+
+    ``latest`` is moved in the folder that holds the run, not in the saved config's ``output_dir``: a relative
+    ``output_dir`` names another folder when the run is resumed from another working directory."""
     from embedft.outputs import mark_complete, point_latest
     from embedft.report import write_json, write_report
 
     write_json(files.similarities, similarities)
     write_json(files.metrics, metrics)
     write_report(files.run_dir, metrics, similarities)
-    point_latest(output_dir, files.run_dir)
+    point_latest(files.run_dir.parent, files.run_dir)
     mark_complete(files.run_dir)
 
 
-def finish_scored_run(files: RunFiles, output_dir: str) -> dict[str, Any]:
+def finish_scored_run(files: RunFiles) -> dict[str, Any]:
     """Finish a run killed after its ``metrics.json`` was written: report, ``latest`` and the marker."""
     from embedft.report import read_metrics
 
     logger.info("The run had been scored: writing its report and marking it complete")
     metrics = read_metrics(files.metrics)
     similarities = read_metrics(files.similarities) if files.similarities.is_file() else {}
-    finish_run(files, output_dir, metrics, similarities)
+    finish_run(files, metrics, similarities)
     return metrics
 
 
@@ -530,7 +533,7 @@ def run_stages(
         if files.metrics.is_file():
             if share is not None:
                 share(distributed.SharedRun("done"))
-            return files.run_dir, finish_scored_run(files, config.output_dir)
+            return files.run_dir, finish_scored_run(files)
         check_same_processes(files)
     use_offline_mode(config.source_names)
     if share is not None:  # under torchrun load_config could not check the trainer arguments: rank 0 does it here
@@ -687,5 +690,5 @@ def run_stages(
         "provenance": provenance(config),  # versions, git commit, hub revisions (embedft.provenance)
     }
     metrics.update(publish_final_model(final_model, files.final_model, config, metrics))  # card scores, hub push
-    finish_run(files, config.output_dir, metrics, {"baseline": baseline_similarities, "final": final_similarities})
+    finish_run(files, metrics, {"baseline": baseline_similarities, "final": final_similarities})
     return files.run_dir, metrics
