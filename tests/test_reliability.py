@@ -158,7 +158,7 @@ def test_resume_latest_picks_the_newest_unfinished_run(tmp_path):
         stamp = time.time() - 100 * age
         os.utime(runs[name] / "config.yaml", (stamp, stamp))
     mark_complete(runs["finished-newest"])
-    point_latest(tmp_path, runs["finished-newest"])
+    point_latest(runs["finished-newest"])
     (tmp_path / "no-config").mkdir()  # not a run folder
     assert find_resumable_run(tmp_path, "latest") == runs["unfinished-newer"]
     mark_complete(runs["unfinished-newer"])

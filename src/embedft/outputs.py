@@ -141,9 +141,11 @@ def mark_complete(run_dir: Path) -> None:
     RunFiles(run_dir).complete.write_text(datetime.now().isoformat(timespec="seconds") + "\n", encoding="utf-8")
 
 
-def point_latest(output_dir: str | Path, run_dir: Path) -> None:
-    """Make ``output_dir/latest`` point at ``run_dir`` (atomically replaced, relative link)."""
-    link = Path(output_dir) / LATEST
+def point_latest(run_dir: Path) -> None:
+    """Make ``latest`` beside ``run_dir`` (in the output folder that holds it) point at it: atomically replaced,
+    relative link. Not the saved config's ``output_dir``: relative, it names another folder when the run is resumed
+    from another working directory."""
+    link = run_dir.parent / LATEST
     temporary = link.with_name(f".{LATEST}.tmp")
     if temporary.is_symlink() or temporary.exists():
         temporary.unlink()

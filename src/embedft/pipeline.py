@@ -358,17 +358,14 @@ def train_stage(
 
 def finish_run(files: RunFiles, metrics: dict[str, Any], similarities: dict[str, Any]) -> None:
     """Write the results people read, move ``latest``, and mark the run complete, in an order that a kill at
-    any point leaves resumable: similarities, metrics, report, ``latest``, then ``COMPLETE``.
-
-    ``latest`` is moved in the folder that holds the run, not in the saved config's ``output_dir``: a relative
-    ``output_dir`` names another folder when the run is resumed from another working directory."""
+    any point leaves resumable: similarities, metrics, report, ``latest``, then ``COMPLETE``."""
     from embedft.outputs import mark_complete, point_latest
     from embedft.report import write_json, write_report
 
     write_json(files.similarities, similarities)
     write_json(files.metrics, metrics)
     write_report(files.run_dir, metrics, similarities)
-    point_latest(files.run_dir.parent, files.run_dir)
+    point_latest(files.run_dir)
     mark_complete(files.run_dir)
 
 
