@@ -15,6 +15,7 @@ from datasets import Dataset, concatenate_datasets
 from embedft.config import MiningConfig
 from embedft.mining import (
     derived_range_max,
+    library_excludes_query_text,
     mine_evaluation_triplets,
     mine_training_triplets,
 )
@@ -189,6 +190,14 @@ def test_absolute_margin_sets_how_far_below_the_positive_a_negative_must_be():
     assert negatives_of(vectors, MiningConfig(margin=0.1), extra) == ["clear"]
 
 
+def test_a_document_that_is_the_query_itself_is_not_its_negative_where_the_library_says_so():
+    # "q" is also a document (another pair's answer, or a corpus_file line), and the closest one to the query "q".
+    # sentence-transformers 6.3 excludes it; 6.2 took it. embedft follows the installed library.
+    vectors = {"q": query(0), "pos": at(0.9), "near": at(0.7), "far": at(0.2)}
+    negatives = negatives_of(vectors, MiningConfig(margin=None), ["q", "near", "far"])
+    assert negatives == (["near"] if library_excludes_query_text() else ["q"])
+
+
 def test_a_candidate_above_max_score_is_never_chosen():
     vectors = {"q": query(0), "pos": at(0.95), "hi": at(0.9), "mid": at(0.7), "low": at(0.3)}
     extra = ["hi", "mid", "low"]
@@ -358,14 +367,15 @@ LIBRARY_CASES = [
 def test_mining_gives_what_mine_hard_negatives_gives(small_splits, minilm, options, exact_search_limit):
     # The library on the same pairs (a question with two answers included) and pool is the reference: the same
     # filters, the same random draws, the same rows in the same order. With a pool this small the approximate
-    # index has one list and scans it whole, so it must agree as well.
+    # index has one list and scans it whole, so it must agree as well. One extra document is a training question's
+    # own text, which sentence-transformers 6.3 and newer never take as that question's negative.
     from sentence_transformers.util import mine_hard_negatives
 
     train = small_splits["train"]
     train = concatenate_datasets(
         [train, Dataset.from_dict({"query": [train[0]["query"]], "answer": [train[5]["answer"]]})]
     )
-    extra = small_splits["test"]["answer"][:10]
+    extra = [*small_splits["test"]["answer"][:10], train[1]["query"]]
     config = MiningConfig(exact_search_limit=exact_search_limit, chunk_size=7, **options)
     ours = mine_training_triplets(train, minilm, config, seed=3, extra_documents=extra)
     random.seed(3)

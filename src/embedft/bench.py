@@ -11,15 +11,16 @@ import numpy as np
 
 
 def candidate_recall(run_dir: Path, sample_size: int) -> dict[str, Any]:
-    """The share of the exact top ``range_max + max_positives`` candidates that the approximate index (built as the
-    run's mining builds it) also returns, over a seeded sample of training queries; plus both searches' speed.
+    """The share of the exact top candidates (as many as mining retrieves: :func:`embedft.mining.candidate_width`)
+    that the approximate index (built as the run's mining builds it) also returns, over a seeded sample of training
+    queries; plus both searches' speed.
 
     The embeddings come from the run's embedding cache, so nothing is encoded again.
     """
     from embedft.config import load_config
     from embedft.data import prepare_data
     from embedft.embeddings import EmbeddingCache, embedding_cache_root
-    from embedft.mining import MiningTask, derived_range_max
+    from embedft.mining import MiningTask, candidate_width, derived_range_max
     from embedft.models import load_configured_model
     from embedft.search import ExactSearch, build_search, normalize
 
@@ -39,7 +40,7 @@ def candidate_recall(run_dir: Path, sample_size: int) -> dict[str, Any]:
     sample = [task.queries[i] for i in chosen]
     query_vectors = normalize(cache.embeddings(model, sample, "query", config.mining.batch_size, "Reading queries"))
     range_max = config.mining.range_max or derived_range_max(config.mining, task.max_positives)
-    width = range_max + task.max_positives
+    width = candidate_width(range_max, task.max_positives)
 
     exact = ExactSearch(document_vectors(0, len(task.corpus)))
     started = time.perf_counter()

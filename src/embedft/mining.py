@@ -76,6 +76,8 @@ class MiningTask:
     corpus: list[str]
     positives: list[list[int]]  # corpus indices, each query's distinct positives in first-seen order
     max_positives: int  # the most rows any query has (duplicate rows counted, as the library counts them)
+    # Per query, the corpus index of the document whose text is the query itself, or -1 when there is none.
+    query_documents: list[int] = field(default_factory=list)
 
     @classmethod
     def from_pairs(cls, queries: list[str], answers: list[str], pool: list[str]) -> MiningTask:
@@ -90,7 +92,13 @@ class MiningTask:
             own = positives[query_index[query]]
             if corpus_index[answer] not in own:
                 own.append(corpus_index[answer])
-        return cls(list(query_index), corpus, positives, max(Counter(queries).values()) if queries else 0)
+        return cls(
+            list(query_index),
+            corpus,
+            positives,
+            max(Counter(queries).values()) if queries else 0,
+            [corpus_index.get(query, -1) for query in query_index],
+        )
 
     @classmethod
     def from_dataset(
@@ -138,7 +146,9 @@ class MiningTask:
             rows[number] += 1
             if corpus_index[answer] not in positives[number]:
                 positives[number].append(corpus_index[answer])
-        return cls(list(query_index), corpus, positives, max(rows, default=0))
+        return cls(
+            list(query_index), corpus, positives, max(rows, default=0), [corpus_index.get(q, -1) for q in query_index]
+        )
 
 
 @dataclass
@@ -307,6 +317,27 @@ class MiningDiagnostics:
         )
 
 
+def library_excludes_query_text() -> bool:
+    """Whether the installed mine_hard_negatives never takes a document whose text is the query itself as its
+    negative, and searches one candidate more to make room for it (sentence-transformers 6.3 and newer).
+
+    embedft follows the installed library's rule, so that its rows stay the library's rows (the parity test in
+    tests/test_mining.py): sentence-transformers 6.2 searched ``range_max + max_positives`` candidates, 6.3 searches
+    ``range_max + max_positives + 1``. With ``sampling_strategy: random`` that extra candidate changes which rows
+    have enough valid candidates, and so the draws.
+    """
+    import sentence_transformers
+    from packaging.version import Version
+
+    return Version(sentence_transformers.__version__) >= Version("6.3.0.dev0")
+
+
+def candidate_width(range_max: int, max_positives: int) -> int:
+    """How many candidates the search retrieves per query, as the installed mine_hard_negatives does: ``range_max``
+    plus room for the query's positives (and, from sentence-transformers 6.3 on, for the query's own text)."""
+    return range_max + max_positives + (1 if library_excludes_query_text() else 0)
+
+
 def derived_range_max(options: MiningConfig, max_positives: int) -> int:
     """The ``range_max`` mine_hard_negatives derives when it is given none (sentence-transformers 6.2's formula):
     ten candidates per negative when filters may skip some, else one; plus room for positives and range_min."""
@@ -322,10 +353,13 @@ def select_negatives(
     options: MiningConfig,
     range_max: int,
     outcome: MiningOutcome,
+    query_documents: list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply mine_hard_negatives' filters to one block of ranked candidates, exactly as the library does.
 
-    The query's positives and padding are excluded; the absolute and relative margins compare with the query's
+    The query's positives and padding are excluded, and so is the document whose text is the query itself
+    (``query_documents``, -1 for none; pass it only where the installed library excludes it,
+    :func:`library_excludes_query_text`); the absolute and relative margins compare with the query's
     lowest positive score; then max_score and min_score; the best ``range_max`` remain, the first ``range_min`` are
     skipped, and ``num_negatives`` are taken from the top or drawn with Python's ``random`` (one draw per query, in
     order, as the library draws them).
@@ -336,6 +370,8 @@ def select_negatives(
     import torch
 
     scores[indices == -1] = -float("inf")
+    if query_documents is not None:
+        scores[indices == torch.tensor(query_documents, dtype=indices.dtype).unsqueeze(1)] = -float("inf")
     # Each query's positives as a padded [queries, most positives] matrix (-2 never matches an index).
     counts = np.array([len(own) for own in positives])
     padded = np.full((len(positives), counts.max()), -2, dtype=np.int64)
@@ -431,7 +467,8 @@ def mine(
 
     search = build_search(len(task.corpus), document_vectors, options.exact_search_limit, seed, len(task.queries))
     outcome.search = search.kind
-    width = range_max + task.max_positives
+    width = candidate_width(range_max, task.max_positives)
+    excludes_query_text = library_excludes_query_text()
     # mine_hard_negatives draws sampling_strategy='random' from Python's global generator: seed it for this run and
     # give the caller's state back afterwards.
     outer_state = random.getstate()
@@ -457,6 +494,7 @@ def mine(
                 options,
                 range_max,
                 outcome,
+                task.query_documents[start:end] if excludes_query_text else None,
             )
             # One row per (query, positive, found negative), in the library's order: query, positive, negative.
             per_query = owners  # the chunk's query of each (query, positive) pair, in pair order
