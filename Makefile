@@ -9,6 +9,10 @@ PY := $(VENV)/bin/python
 # TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu", for a GPU the matching CUDA index,
 # e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128".
 TORCH_SPEC ?= torch==2.13.0
+# The lock of tested versions (make lock writes it): every other package is installed at the version the suite
+# passed on. LOCK= installs from pyproject.toml's ranges instead, upgrading to the newest (as make test-latest does).
+LOCK ?= requirements/constraints.txt
+LATEST_VENV ?= .venv-latest
 CONFIG ?= configs/run_embedding_mnrl.yaml
 SET ?=
 MODEL ?=
@@ -49,20 +53,23 @@ CONFIG_IF_GIVEN = $(if $(filter command line environment environment override,$(
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-embed-dirs train-embed train-embed-tb eval-embed infer-embed report bench-quality bench-ablation bench-scale test lint \
-	config-reference
+	config-reference test-latest lock
 
 help: ## List the targets
 	@echo "embedft make targets (CONFIG=path picks a config, SET=\"key=value ...\" overrides keys):"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# torch first (TORCH_SPEC, only when the venv has none), then embedft with the lock; the installed torch is pinned as
+# a constraint too, so neither the lock nor an upgrade ever replaces the build TORCH_SPEC chose.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-pin.txt
+	$(PY) -m pip install -q $(if $(LOCK),-c $(LOCK),--upgrade --upgrade-strategy eager) -c $(VENV)/torch-pin.txt -e '.[dev]'
 	@touch $@
 
-setup: $(VENV)/.installed ## Create .venv and install embedft (torch first)
+setup: $(VENV)/.installed ## Create .venv and install embedft (torch first, then the lock of tested versions)
 
 setup-embed-dirs: $(VENV)/.installed ## Check the config and create output_dir (and cache_dir)
 	$(PY) scripts/show_config.py --make-dirs --config $(CONFIG) $(SET)
@@ -101,8 +108,17 @@ bench-ablation: $(VENV)/.installed ## Recipes compared over seeds: DATA=path (RE
 bench-scale: $(VENV)/.installed ## Scale benchmark: N synthetic pairs (or DATA=path), mine, few steps; OUT/results.json
 	$(PY) scripts/bench_scale.py --pairs $(N) --output-dir $(OUT) $(if $(DATA),--data $(DATA)) $(SET)
 
-test: $(VENV)/.installed ## Run the test suite (offline, real models, a few minutes)
+test: $(VENV)/.installed ## Run the test suite (offline, real models, about 11 min on 2 CPU cores)
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pip freeze --exclude-editable > $(VENV)/tested-freeze.txt
+
+test-latest: ## The suite in LATEST_VENV (.venv-latest) with the newest releases pyproject.toml allows: drift shows here first
+	@rm -f $(LATEST_VENV)/.installed
+	$(MAKE) test VENV=$(LATEST_VENV) LOCK=
+
+lock: ## Write the lock from a VENV whose make test passed (after make test-latest: make lock VENV=.venv-latest)
+	@test -x $(PY) || { echo "error: $(VENV) not found: run make test (or make test-latest) in it first" >&2; exit 2; }
+	$(PY) scripts/write_lock.py --tested $(VENV)/tested-freeze.txt --output requirements/constraints.txt
 
 lint: $(VENV)/.installed ## ruff check and format check
 	$(VENV)/bin/ruff check src scripts tests

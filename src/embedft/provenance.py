@@ -1,4 +1,5 @@
-"""What a run was made with: library versions, embedft's git commit, and the hub revisions of its models and data.
+"""What a run was made with: library versions, whether they are the lock's, embedft's git commit, and the hub
+revisions of its models and data.
 
 ``metrics.json`` records it (``provenance``), so a result can be traced back to the exact code and inputs, and a run
 repeated with them: the resolved config says *what* was asked for, this says *which* versions answered.
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedft.hub import is_hub_name
+from embedft.lock import lock_state
 
 if TYPE_CHECKING:
     from embedft.config import RunConfig
@@ -122,6 +124,13 @@ def hub_revisions(config: RunConfig) -> dict[str, dict[str, str]]:
 
 
 def provenance(config: RunConfig) -> dict[str, Any]:
-    """What ``metrics.json`` records about how a run was made: versions, git commit (when there is one) and hub
-    revisions (packaged and local models and data have none: their package versions or paths say it)."""
-    return {"versions": package_versions(), **git_commit(), "hub_revisions": hub_revisions(config)}
+    """What ``metrics.json`` records about how a run was made: versions, whether they are the lock of tested versions
+    (``lock``, in a checkout that has one), git commit (when there is one) and hub revisions (packaged and local models
+    and data have none: their package versions or paths say it)."""
+    lock = lock_state()
+    return {
+        "versions": package_versions(),
+        **({"lock": lock} if lock else {}),
+        **git_commit(),
+        "hub_revisions": hub_revisions(config),
+    }
