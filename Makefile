@@ -40,8 +40,8 @@ MASTER_ADDR ?=
 MASTER_PORT ?=
 OUT ?= outputs/bench-scale/$(N)
 
-# One process: the script itself; more: every process runs it under torchrun (embedft.launch checks the layout).
-TRAIN_RUNNER = $(if $(filter-out 1,$(NPROC) $(NNODES)),$(PY) -m embedft.launch --nproc $(NPROC) --nnodes $(NNODES) \
+# One process: the script itself; more: every process runs it under torchrun (embedft.cli.torchrun checks the layout).
+TRAIN_RUNNER = $(if $(filter-out 1,$(NPROC) $(NNODES)),$(PY) -m embedft.cli.torchrun --nproc $(NPROC) --nnodes $(NNODES) \
 	--node-rank $(NODE_RANK) $(if $(MASTER_ADDR),--master-addr $(MASTER_ADDR)) \
 	$(if $(MASTER_PORT),--master-port $(MASTER_PORT)) --,$(PY))
 

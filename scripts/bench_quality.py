@@ -3,7 +3,7 @@
 
 With --recipes it is an ablation: every recipe (a set of config overrides) over every seed, one table with the
 spread between seeds, mining and training time and steps, and the recipe the dev questions pick. Each run is a full,
-ordinary run of scripts/train_embed.py (its folder, metrics.json and report are kept).
+ordinary run of python -m embedft train (its folder, metrics.json and report are kept).
 
 Usage:
     python scripts/bench_quality.py --data ../shared/data/medquad/pairs.jsonl [--config CONFIG] [--seeds 12 13]
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from embedft import cli
+from embedft.cli import common
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from embedft.bench import load_recipes, run_quality_benchmark
+    from embedft.bench.quality import load_recipes, run_quality_benchmark
 
     args = parse_args(argv)
     recipes = load_recipes(args.recipes) if args.recipes else None
@@ -49,4 +49,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    common.run(main)

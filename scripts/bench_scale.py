@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Scale benchmark: load and mine N pairs against the full pool, evaluate on the bounded pool, train a few steps.
 
-The pairs are synthetic (realistic lengths, topics in domains; see embedft.synthetic) unless --data is given. The
-run is an ordinary scripts/train_embed.py run with configs/bench-scale.yaml (static miner, bounded evaluation, a few
+The pairs are synthetic (realistic lengths, topics in domains; see embedft.bench.synthetic) unless --data is given. The
+run is an ordinary python -m embedft train run with configs/bench-scale.yaml (static miner, bounded evaluation, a few
 steps) and every cache in OUT/cache, so it starts cold. Afterwards the approximate search's candidate recall is
 measured on a sample of training queries against the exact top range_max. Writes OUT/results.json.
 
@@ -21,9 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from embedft import cli
+from embedft.cli import common
 from embedft.errors import ConfigError, EmbedftError
-from embedft.report import read_metrics, write_json
+from embedft.io import read_json, write_json
+from embedft.logs import setup_logging
+from embedft.run.files import RunFiles
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--pairs must be at least 10, got {args.pairs}")
     output_dir = Path(args.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    cli.setup_logging()
-    from embedft.bench import candidate_recall, scale_results
-    from embedft.synthetic import write_synthetic_pairs
+    setup_logging()
+    from embedft.bench.scale import candidate_recall, scale_results
+    from embedft.bench.synthetic import write_synthetic_pairs
 
     data = args.data
     if data is None:
@@ -59,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         raise EmbedftError(f"{output_dir / run_name} exists: give a new --output-dir (results are never overwritten)")
     command = [
         sys.executable,
-        str(Path(__file__).parent / "train_embed.py"),
+        "-m",
+        "embedft",
+        "train",
         "--config",
         args.config,
         f"dataset_name={data}",
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
     peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     run_dir = output_dir / run_name
-    metrics = read_metrics(run_dir / "metrics.json")
+    metrics = read_json(RunFiles(run_dir).metrics)
     recall = candidate_recall(run_dir, args.recall_queries)
     results = scale_results(metrics, recall, wall, peak_children)
     results["machine"] = f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs"
@@ -90,4 +94,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    common.run(main)

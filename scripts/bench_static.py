@@ -19,10 +19,10 @@ import tempfile
 import time
 from itertools import cycle, islice
 
-from embedft.data import load_pairs
+from embedft.data.sources import load_pairs
 from embedft.errors import EmbedftError
-from embedft.models import load_model
-from embedft.static import static_model_path
+from embedft.models.loading import load_model
+from embedft.models.static import static_model_path
 
 MINILM = "packaged:all-MiniLM-L6-v2"
 STATIC = f"static:{MINILM}"

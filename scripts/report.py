@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Rebuild a run's report.md and PNG plots (embedft report).
 
-The work is done by :func:`embedft.commands.report_main`, which takes the same arguments; see ``--help``.
+The work is done by :func:`embedft.cli.app.report_main`, which takes the same arguments; see ``--help``.
 """
 
 from __future__ import annotations
 
-from embedft import cli
-from embedft.commands import report_main
+from embedft.cli import common
+from embedft.cli.app import report_main
 
 if __name__ == "__main__":
-    cli.run(report_main)
+    common.run(report_main)

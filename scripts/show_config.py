@@ -15,14 +15,14 @@ from pathlib import Path
 
 import yaml
 
-from embedft import cli
-from embedft.config import load_config, reference
+from embedft.cli import common
+from embedft.config.parsing import reference
 from embedft.errors import ConfigError, OutputError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_config_arguments(parser, config_default="configs/run_embedding_mnrl.yaml")
+    common.add_config_arguments(parser, config_default="configs/run_embedding_mnrl.yaml")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--get", metavar="KEY", help="Print the value of one (dotted) key.")
     action.add_argument("--reference", action="store_true", help="Print every option as a Markdown table.")
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference:
         print(reference())
         return 0
-    config = load_config(args.config, args.overrides)
+    config = common.load_checked_config(args.config, args.overrides)
     values = config.to_dict()
     if args.get:
         node = values
@@ -59,4 +59,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    common.run(main)

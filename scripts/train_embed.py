@@ -6,13 +6,13 @@ Usage:
     python scripts/train_embed.py --resume outputs/<run>|latest     # continue an interrupted run
     python scripts/train_embed.py --resume latest batch_size=16 training.gradient_accumulation_steps=2
 
-The work is done by :func:`embedft.commands.train_main` (also ``embedft train``), which takes the same arguments.
+The work is done by :func:`embedft.cli.app.train_main` (also ``embedft train``), which takes the same arguments.
 """
 
 from __future__ import annotations
 
-from embedft import cli
-from embedft.commands import train_main
+from embedft.cli import common
+from embedft.cli.app import train_main
 
 if __name__ == "__main__":
-    cli.run(train_main)
+    common.run(train_main)

@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """Write the lock of tested versions (make lock): requirements/constraints.txt from this environment's packages,
-if make test last passed on exactly them. See :mod:`embedft.lock`."""
+if make test last passed on exactly them. See :mod:`embedft.run.version_lock`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from embedft import cli
-from embedft.lock import LOCK_FILE, installed_freeze, write_lock
+from embedft.cli import common
+from embedft.run.version_lock import LOCK_FILE, installed_freeze, write_lock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,4 +22,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    common.run(main)

@@ -4,6 +4,7 @@ model to it (``hub_model_id``).
 The default hub client retries an unreachable host for over a minute before it fails. Here a name that is not in
 the local cache is tried only after a quick check that the hub answers at all, so an offline machine gets a clear
 one-line error within seconds.
+
 """
 
 from __future__ import annotations
@@ -15,15 +16,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embedft import __version__
 from embedft.errors import DataError, ModelError, first_line
+from embedft.masking import mask_secrets
 
 if TYPE_CHECKING:
     from sentence_transformers.sentence_transformer import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 
+
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt", ".yaml", ".yml")
 
 
@@ -68,8 +74,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     except ImportError:  # huggingface_hub 1.x uses httpx itself
         import httpx
     import huggingface_hub
-
-    from embedft import __version__
 
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/") or "https://huggingface.co"
     headers = {"user-agent": f"embedft/{__version__}; hf_hub/{huggingface_hub.__version__}"}
@@ -144,8 +148,6 @@ def push_model(model: SentenceTransformer, folder: Path, repo_id: str, private: 
     Returns:
         ``{"model_id", "pushed": True, "url"}`` or ``{"model_id", "pushed": False, "error"}``.
     """
-    from embedft.config import mask_secrets
-
     later = f"the model is kept in {folder}: push it later with 'hf upload {repo_id} {folder}'"
     if not hub_reachable():
         error = "the hub cannot be reached (no network, or HF_HUB_OFFLINE is set)"

@@ -7,15 +7,19 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from embedft.config.schema import RunConfig
+from embedft.data.prepared import retrieval_pool
+from embedft.data.sources import load_corpus_file
 from embedft.errors import DataError
+from embedft.models.devices import resolve_device
+from embedft.models.embedding_cache import EmbeddingCache, embedding_cache_root
+from embedft.models.loading import load_configured_model
+from embedft.run.files import RunFiles
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from sentence_transformers.sentence_transformer import SentenceTransformer
-
-    from embedft.config import RunConfig
-    from embedft.embeddings import EmbeddingCache
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +85,32 @@ def read_texts(arguments: list[str], file: str | None, stdin_text: str | None) -
 def corpus_cache(run_dir: Path | None, config: RunConfig) -> EmbeddingCache | None:
     """Where inference keeps document embeddings: a run's own folder (``embeddings/``, filled by its final
     evaluation) for a run's model, else the shared embedding cache (None when ``embedding_cache`` is off)."""
-    from embedft.embeddings import EmbeddingCache, embedding_cache_root
-    from embedft.outputs import RunFiles
-
     if run_dir is not None:
         return EmbeddingCache(RunFiles(run_dir).embeddings)
     if config.embedding_cache:
         return EmbeddingCache(embedding_cache_root(config.cache_dir))
     return None
+
+
+def retrieve(
+    config: RunConfig, model_path: str, run_dir: Path | None, queries: list[str], corpus_file: str | None, top_k: int
+) -> list[list[Hit]]:
+    """``make infer-embed``: the ``top_k`` best documents for each query, with the model at ``model_path``.
+
+    The corpus is ``corpus_file`` (a ``.jsonl`` with ``text`` rows, or a text file with one document a line), else
+    the run's retrieval pool (every answer of the configured data, plus its corpus_file).
+
+    Raises:
+        DataError: the corpus file cannot be read or is empty.
+    """
+    if corpus_file is None:
+        corpus = retrieval_pool(config)
+    elif corpus_file.lower().endswith(".jsonl"):
+        corpus = load_corpus_file(corpus_file, key="--corpus")
+    else:
+        corpus = read_texts([], corpus_file, None)
+        if not corpus:
+            raise DataError(f"the corpus {corpus_file} is empty: give a file with one document per line")
+    model = load_configured_model(config, model_path, resolve_device(config.device, for_training=False), "MODEL")
+    cache = corpus_cache(run_dir, config)
+    return search(model, queries, corpus, top_k=top_k, batch_size=config.evaluation.batch_size, cache=cache)

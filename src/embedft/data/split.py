@@ -1,0 +1,190 @@
+"""The seeded split: held-out questions by connected groups, a given split, dev questions and the sample."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from embedft.columns import ANSWER, QUERY
+from embedft.data.rows import iter_pairs, text_digest
+from embedft.errors import DataError
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+logger = logging.getLogger(__name__)
+
+
+def sample_pairs(dataset: Dataset, sample_size: int | None, seed: int) -> Dataset:
+    """Draw ``sample_size`` pairs with a seeded permutation; all of them when None or larger than the data."""
+    if sample_size is None or sample_size >= len(dataset):
+        if sample_size is not None and sample_size > len(dataset):
+            logger.warning(
+                "sample_size=%d is larger than the training side (%d pairs): using all of them",
+                sample_size,
+                len(dataset),
+            )
+        return dataset
+    order = np.random.default_rng(seed).permutation(len(dataset))[:sample_size]
+    return dataset.select(sorted(order.tolist()))
+
+
+def question_count(size: int | float, n_questions: int, key: str = "test_size") -> int:
+    """How many questions ``size`` means: itself, or a fraction of ``n_questions``; at least one."""
+    count = round(size * n_questions) if isinstance(size, float) else size
+    if count < 1:
+        raise DataError(f"{key}={size} holds out no question of {n_questions}: raise {key} to at least one question")
+    return count
+
+
+def pick_questions(queries: list[str], count: int, seed: int) -> set[str]:
+    """``count`` of the distinct ``queries`` by a seeded permutation: the same on every run with the same seed."""
+    order = np.random.default_rng(seed).permutation(len(queries))
+    return {queries[i] for i in order[:count]}
+
+
+def question_groups(dataset: Dataset) -> list[list[str]]:
+    """The distinct questions in connected groups: two questions are in one group when they share an answer.
+
+    Keeping a group on one side of a split keeps every answer text on one side too: a question and an answer it
+    shares with another question can never be split between training and evaluation.
+
+    Returns:
+        Groups of question texts, in order of first appearance.
+    """
+    parent: dict[str, str] = {}
+
+    def root(query: str) -> str:
+        while parent[query] != query:
+            parent[query] = parent[parent[query]]  # path halving keeps the trees flat
+            query = parent[query]
+        return query
+
+    first_asker: dict[bytes, str] = {}  # by a hash of the answer: a million answers need not stay in memory
+    for query, answer in iter_pairs(dataset):
+        parent.setdefault(query, query)
+        other = first_asker.setdefault(text_digest(answer), query)
+        parent[root(query)] = root(other)
+    groups: dict[str, list[str]] = {}
+    for query in parent:
+        groups.setdefault(root(query), []).append(query)
+    return list(groups.values())
+
+
+def pick_groups(groups: list[list[str]], count: int, seed: int) -> set[str]:
+    """Questions of whole groups, taken in a seeded order, up to ``count`` questions.
+
+    A group that would overshoot ``count`` is skipped and the next one tried, so the held-out set has exactly
+    ``count`` questions unless only groups too large to fit remain (then fewer, with a warning).
+    """
+    chosen: set[str] = set()
+    for index in np.random.default_rng(seed).permutation(len(groups)):
+        group = groups[index]
+        if len(chosen) + len(group) <= count:
+            chosen.update(group)
+            if len(chosen) == count:
+                break
+    if len(chosen) < count:
+        logger.warning(
+            "held out %d questions instead of %d: the remaining questions share answers in groups too large to fit",
+            len(chosen),
+            count,
+        )
+    return chosen
+
+
+def hold_out_questions(
+    dataset: Dataset, size: int | float, seed: int, key: str = "test_size"
+) -> tuple[Dataset, Dataset]:
+    """Split ``dataset`` into (rest, held out): ``size`` questions, with all their answers, by connected groups.
+
+    Groups of questions that share an answer stay on one side, so no question or answer text is on both sides;
+    the split is identical on every run with the same data and seed. ``key`` names the setting in errors.
+
+    Raises:
+        DataError: the split would leave nothing on one side.
+    """
+    groups = question_groups(dataset)
+    n_questions = sum(len(group) for group in groups)
+    count = question_count(size, n_questions, key)
+    if count >= n_questions:
+        raise DataError(
+            f"{key}={size} must be smaller than the number of distinct questions ({n_questions}): lower {key}"
+        )
+    held_out = pick_groups(groups, count, seed)
+    if not held_out:
+        raise DataError(f"{key}={size} holds out no question: every question shares answers with too many others")
+    is_held_out = [query in held_out for query in dataset[QUERY]]
+    rest = dataset.select([i for i, flag in enumerate(is_held_out) if not flag])
+    return rest, dataset.select([i for i, flag in enumerate(is_held_out) if flag])
+
+
+def split_pairs(dataset: Dataset, test_size: int | float, seed: int) -> DatasetDict:
+    """Hold out ``test_size`` questions, with all their answers, as the evaluation split (see
+    :func:`hold_out_questions`).
+
+    Returns:
+        A DatasetDict with ``train`` and ``test``.
+    """
+    from datasets import DatasetDict
+
+    train, test = hold_out_questions(dataset, test_size, seed)
+    return DatasetDict({"train": train, "test": test})
+
+
+def drop_overlap(train: Dataset, held_out: Dataset) -> tuple[Dataset, int]:
+    """Drop the training rows whose question or answer text also occurs in ``held_out``; return them counted.
+
+    A given split (a split column or a separate evaluation file) can put one text on both sides; training on it
+    would score the model on what it has seen.
+    """
+    questions, answers = set(held_out[QUERY]), set(held_out[ANSWER])
+    keep = [i for i, (q, a) in enumerate(iter_pairs(train)) if q not in questions and a not in answers]
+    dropped = len(train) - len(keep)
+    if dropped:
+        logger.info("Dropped %d training pairs whose question or answer is also held out for evaluation", dropped)
+    if not keep:
+        raise DataError("every training pair shares a question or answer with the evaluation split: nothing to train")
+    return (train.select(keep) if dropped else train), dropped
+
+
+def split_by_column(dataset: Dataset, column: str, train_value: str, test_value: str) -> DatasetDict:
+    """Use the data's own split: rows whose ``column`` is ``train_value`` train, ``test_value`` evaluate.
+
+    Raises:
+        DataError: the column is missing or one side is empty.
+    """
+    from datasets import DatasetDict
+
+    if column not in dataset.column_names:
+        raise DataError(
+            f"split_column '{column}' not found (columns: {', '.join(dataset.column_names)}): "
+            "set split_column to one of them, or null for a seeded random split"
+        )
+    values = [str(value) for value in dataset[column]]
+    train = dataset.select([i for i, value in enumerate(values) if value == train_value])
+    test = dataset.select([i for i, value in enumerate(values) if value == test_value])
+    other = len(values) - len(train) - len(test)
+    if other:
+        logger.warning(
+            "%d rows have a %s other than %r or %r and are left out", other, column, train_value, test_value
+        )
+    for key, value, part in (("train_split_value", train_value, train), ("test_split_value", test_value, test)):
+        if len(part) == 0:
+            found = sorted(set(values))[:10]
+            raise DataError(f"no rows with {column} == {value!r} (values found: {found}): set {key}")
+    return DatasetDict({"train": train, "test": test})
+
+
+def sample_questions(dataset: Dataset, count: int | float | None, seed: int) -> Dataset:
+    """Keep ``count`` seeded questions (with all their answers) of an official evaluation split; None keeps all."""
+    if count is None:
+        return dataset
+    queries = list(dict.fromkeys(dataset[QUERY]))
+    n_keep = question_count(count, len(queries))
+    if n_keep >= len(queries):
+        return dataset
+    keep = pick_questions(queries, n_keep, seed)
+    return dataset.select([i for i, query in enumerate(dataset[QUERY]) if query in keep])

@@ -1,0 +1,168 @@
+"""sentence-transformers' evaluators (InformationRetrievalEvaluator, TripletEvaluator) sharing one encoding of the
+pool per call.
+
+This module imports torch and sentence-transformers at the top: only scoring imports it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+from sentence_transformers.base.evaluation.sequential import SequentialEvaluator
+from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator, TripletEvaluator
+
+from embedft.columns import ANSWER, NEGATIVE, QUERY
+from embedft.config.validation import check_matryoshka_dims
+from embedft.evaluation.metrics import RETRIEVAL, TRIPLET, standard_metrics
+from embedft.evaluation.retrieval import RetrievalTask
+from embedft.models.embedding_cache import EmbeddingCache
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from sentence_transformers.sentence_transformer import SentenceTransformer
+
+
+class SharedPool:
+    """The pool's document embeddings for one evaluation call, encoded once and truncated for every Matryoshka size
+    (each size used to encode the whole pool again).
+
+    Args:
+        batch_size: encoding batch size.
+        cache: an embedding cache to read from and write to (baseline and final: a rerun, or a baseline whose miner
+            is the base model, encodes nothing); None encodes afresh (during training the weights change).
+    """
+
+    def __init__(self, batch_size: int, cache: EmbeddingCache | None = None) -> None:
+        self.batch_size = batch_size
+        self.cache = cache
+        self.embeddings: torch.Tensor | None = None
+        self.rows: dict[str, int] = {}
+
+    def encode(self, model: SentenceTransformer, texts: list[str]) -> torch.Tensor:
+        """Every document of the pool, at full size, on the model's device (computed on the first call)."""
+        if not self.rows:
+            self.rows = {text: row for row, text in enumerate(texts)}
+        if self.embeddings is None:
+            if self.cache is not None:
+                vectors = self.cache.embeddings(
+                    model, texts, "document", self.batch_size, "Encoding the evaluation pool"
+                )
+                self.embeddings = torch.from_numpy(vectors).to(model.device)
+            else:
+                self.embeddings = model.encode_document(texts, batch_size=self.batch_size, convert_to_tensor=True)
+        return self.embeddings
+
+
+class PooledRetrievalEvaluator(InformationRetrievalEvaluator):
+    """InformationRetrievalEvaluator that takes its document embeddings from a :class:`SharedPool`."""
+
+    def __init__(self, *args: Any, pool: SharedPool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool = pool
+
+    def compute_all_metrics(self, model, corpus_model=None, corpus_embeddings=None, output_path=None):
+        if corpus_embeddings is None and corpus_model is None:
+            corpus_embeddings = self.pool.encode(model, self.corpus)
+            if self.truncate_dim is not None:
+                corpus_embeddings = corpus_embeddings[:, : self.truncate_dim]
+        return super().compute_all_metrics(model, corpus_model, corpus_embeddings, output_path)
+
+
+class PooledTripletEvaluator(TripletEvaluator):
+    """TripletEvaluator that takes the positives' and negatives' embeddings from the :class:`SharedPool` when the
+    retrieval evaluators have encoded it (they are pool documents), instead of encoding them again."""
+
+    def __init__(self, *args: Any, pool: SharedPool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool = pool
+
+    def embed_inputs(self, model, sentences, encode_fn_name=None, **kwargs):
+        pool = self.pool
+        if encode_fn_name == "document" and pool.embeddings is not None and all(t in pool.rows for t in sentences):
+            rows = [pool.rows[text] for text in sentences]
+            return pool.embeddings[rows].float().cpu().numpy()
+        return super().embed_inputs(model, sentences, encode_fn_name, **kwargs)
+
+
+class PoolSequentialEvaluator(SequentialEvaluator):
+    """SequentialEvaluator that forgets the shared pool's embeddings before and after each call, so the model is
+    encoded afresh at every evaluation step."""
+
+    def __init__(self, evaluators: list[BaseEvaluator], pool: SharedPool) -> None:
+        super().__init__(evaluators)
+        self.pool = pool
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        self.pool.embeddings = None
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            self.pool.embeddings = None
+
+
+def build_evaluator(
+    triplets: Dataset,
+    retrieval: RetrievalTask | None,
+    batch_size: int,
+    matryoshka_dims: list[int] | None = None,
+    embedding_dimension: int | None = None,
+    retrieval_name: str = RETRIEVAL,
+    cache: EmbeddingCache | None = None,
+) -> BaseEvaluator:
+    """The evaluators run before, during and after training, in sequence; the pool is encoded once per call.
+
+    Args:
+        triplets: evaluation (query, answer, negative) triplets for TripletEvaluator.
+        retrieval: the retrieval task for InformationRetrievalEvaluator (None: triplets only).
+        batch_size: encoding batch size.
+        matryoshka_dims: also run retrieval with embeddings truncated to each of these sizes.
+        embedding_dimension: the model's embedding size, to reject larger truncation sizes.
+        retrieval_name: the retrieval evaluator's name, the start of its metric keys: ``ir`` for the whole pool,
+            ``ir_steps`` for the bounded pool scored during training.
+        cache: where the pool's embeddings are kept (see :class:`SharedPool`); None: encoded at every call.
+
+    Raises:
+        ConfigError: a matryoshka size larger than the model's embeddings.
+    """
+    pool = SharedPool(batch_size, cache)
+    evaluators: list[BaseEvaluator] = []
+    if retrieval is not None:
+        check_matryoshka_dims(matryoshka_dims or [], embedding_dimension, "evaluation.matryoshka_dims")
+        for dim in [None, *(matryoshka_dims or [])]:
+            evaluators.append(
+                PooledRetrievalEvaluator(
+                    pool=pool,
+                    queries=retrieval.queries,
+                    corpus=retrieval.corpus,
+                    relevant_docs=retrieval.relevant,
+                    mrr_at_k=[10],
+                    ndcg_at_k=[10],
+                    accuracy_at_k=[1],
+                    precision_recall_at_k=[1, 10, 100],
+                    map_at_k=[100],
+                    batch_size=batch_size,
+                    name=retrieval_name if dim is None else f"{retrieval_name}_dim{dim}",
+                    truncate_dim=dim,
+                    write_csv=False,
+                )
+            )
+    # After retrieval, so its answers and negatives come from the pool's embeddings.
+    evaluators.append(
+        PooledTripletEvaluator(
+            pool=pool,
+            anchors=triplets[QUERY],
+            positives=triplets[ANSWER],
+            negatives=triplets[NEGATIVE],
+            name=TRIPLET,
+            batch_size=batch_size,
+            write_csv=False,
+        )
+    )
+    return PoolSequentialEvaluator(evaluators, pool)
+
+
+def evaluate(model: SentenceTransformer, evaluator: BaseEvaluator) -> dict[str, float]:
+    """Run ``evaluator`` on ``model`` and return the metrics under their standard names."""
+    return standard_metrics(evaluator(model))

@@ -1,0 +1,348 @@
+"""The training job, stage by stage: data -> mining -> baseline -> training -> final -> report.
+
+Each stage takes plain inputs and returns plain outputs. This module runs them in order and decides where their
+results go (through :class:`~embedft.run.files.RunFiles`), so an interrupted run resumes from what was finished: the
+mined triplets, the baseline scores, the last checkpoint, the final model, and a run that got as far as its
+``metrics.json`` is only finished off.
+
+Baseline and final are measured under identical conditions: the base model before the trainer touches it, and the
+saved final model reloaded from disk, both in fp32 on the same device with the same evaluator. So ``make
+eval-embed`` on the saved model reproduces ``final`` exactly, and on a GPU neither number comes from inside the
+trainer's mixed-precision autocast.
+
+Importing this module imports torch, transformers and sentence-transformers. The Hugging Face libraries read
+``HF_HUB_OFFLINE`` once, when they are imported: a caller that needs no hub switches them offline first
+(:func:`embedft.hub.use_offline_mode`), as the command line does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embedft.columns import ANSWER, GIVEN_NEGATIVES, QUERY
+from embedft.config.schema import RunConfig
+from embedft.config.validation import check_matryoshka_dims
+from embedft.data.prepared import PreparedData, prepare_data
+from embedft.evaluation.sets import EvaluationSet, evaluation_set, evaluator_for_set
+from embedft.logs import peak_rss_gib, setup_logging
+from embedft.mining.rows import load_triplets
+from embedft.models.devices import resolve_device
+from embedft.models.embedding_cache import configured_cache
+from embedft.models.loading import load_configured_model, warn_if_truncated
+from embedft.run.files import RunFiles
+from embedft.run.modelcard import publish_final_model
+from embedft.run.provenance import provenance
+from embedft.run.resume import check_same_processes, open_new_run, open_resumed_run, training_config_device
+from embedft.run.stages import (
+    FinalScores,
+    MinedTriplets,
+    baseline_stage,
+    final_stage,
+    finish_run,
+    finish_scored_run,
+    mine_stage,
+    train_stage,
+)
+from embedft.training import distributed
+from embedft.training.arguments import check_training_arguments
+from embedft.training.history import TrainingResult
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from sentence_transformers.sentence_transformer import SentenceTransformer
+
+
+logger = logging.getLogger(__name__)
+
+
+def evaluation_protocol(final: dict[str, Any], during_training: dict[str, Any]) -> dict[str, Any]:
+    """Which questions and how many documents each number in ``metrics.json`` was measured on, so nobody compares
+    a step value (``history``, often a bounded pool) with ``baseline`` or ``final`` (the whole pool) by mistake.
+
+    Args:
+        final: the baseline and final evaluation's record, from :meth:`~embedft.evaluation.sets.EvaluationSet.record`.
+        during_training: the step evaluation's record.
+    """
+    return {
+        "baseline_and_final": final,
+        "during_training": during_training,
+        "final_model": "reloaded from final/ in fp32, like the baseline",
+    }
+
+
+def preview_data(config: RunConfig, rows: int = 3) -> str:
+    """What ``--dry-run`` prints: where the pairs come from, the first ``rows`` training pairs as the configured
+    columns mapped them, and the sizes of each split after cleaning. Loads no model and writes nothing."""
+    data = prepare_data(config)
+    train = data.splits["train"]
+    lines = [
+        f"Data: {config.dataset_name} (data_format: {config.data_format}, query_column: '{config.query_column}', "
+        f"answer_column: '{config.answer_column}'; the log says how FlagEmbedding or Tevatron rows were read)"
+    ]
+    for index in range(min(rows, len(train))):
+        row = train[index]
+        lines.append(f"  pair {index + 1}:")
+        lines.append(f"    query:  {shorten(row[QUERY])}")
+        lines.append(f"    answer: {shorten(row[ANSWER])}")
+        if row.get(GIVEN_NEGATIVES):
+            lines.append(
+                f"    given negatives: {len(row[GIVEN_NEGATIVES])}, first: {shorten(row[GIVEN_NEGATIVES][0])}"
+            )
+    lines.append("Sizes: " + ", ".join(f"{key} {value:,}" for key, value in data.counts().items()))
+    lines.append("Dry run: nothing was trained or written.")
+    return "\n".join(lines)
+
+
+def shorten(text: str, width: int = 100) -> str:
+    """``text`` on one line, cut to ``width`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def train_embed(
+    config: RunConfig, resume: str | None = None, resume_overrides: Sequence[str] = ()
+) -> tuple[Path, dict[str, Any]] | None:
+    """The whole job: data, mining, baseline, training, final evaluation and the report.
+
+    Under torchrun (``make train-embed NPROC=N``) every process calls this; rank 0 runs the job and the others only
+    train with it (see :mod:`embedft.training.distributed`).
+
+    Args:
+        config: the run configuration (with ``resume``, only its ``output_dir`` is used).
+        resume: a run folder or ``latest``: continue that interrupted run with its own saved config.
+        resume_overrides: ``key=value`` changes of the resumed run's config, of the keys safe to change
+            (:func:`check_resume_overrides`).
+
+    Returns:
+        The run folder and its metrics (the contents of ``metrics.json``); None on the ranks other than 0.
+    """
+    with ExitStack() as stack:
+        if not distributed.is_distributed():
+            return run_stages(config, resume, stack, resume_overrides=resume_overrides)
+
+        group = distributed.start(resolve_device(training_config_device(config, resume)))
+        if not distributed.is_main_process():
+            train_with_main_process(distributed.receive_run(group))
+            return None
+        with distributed.main_process_preparation(group) as share:
+            return run_stages(config, resume, stack, share, resume_overrides=resume_overrides)
+
+
+def training_device(config: RunConfig) -> str:
+    """This process's training device: the configured one checked against the machine, and under torchrun the GPU
+    of the process's local rank."""
+    return distributed.process_device(resolve_device(config.device))
+
+
+def train_with_main_process(shared: distributed.SharedRun) -> None:
+    """A rank other than 0: train on the triplets rank 0 mined, with its config and step evaluation set."""
+    if shared.outcome == "done":
+        return
+
+    logging.getLogger().setLevel(logging.WARNING)  # rank 0 logs the run
+    config: RunConfig = shared.config
+    files = RunFiles(Path(shared.run_dir))
+    device = training_device(config)
+    model = load_configured_model(config, config.model_name, device, "model_name")
+    step_evaluator = evaluator_for_set(config, shared.step_set, model.get_embedding_dimension())
+    train_triplets = load_triplets(files.triplets("train"))
+    train_stage(files, model, train_triplets, shared.step_set.triplets, step_evaluator, config, device, shared.resumed)
+    distributed.finish()  # rank 0 has saved the final model; it scores and reports alone
+
+
+class StageClock:
+    """The seconds and the process's peak resident memory (GiB) at the end of each stage of a run, in the order
+    the stages ran; ``metrics.json`` records both."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+        self.peak_memory: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block as the stage ``name`` (``<name>_seconds`` in the timings)."""
+        started = time.perf_counter()
+        yield
+        self.timings[f"{name}_seconds"] = time.perf_counter() - started
+        self.peak_memory[name] = peak_rss_gib()
+
+    def first_step(self, result: TrainingResult) -> None:
+        """When the first optimizer step ended, counted from the start of the run, and the memory until then."""
+        if result.first_step_at is not None:
+            self.timings["seconds_to_first_step"] = result.first_step_at - self.started
+            self.timings["peak_rss_gib_at_first_step"] = result.first_step_rss_gib
+
+    def total(self) -> dict[str, float]:
+        return {**self.timings, "total_seconds": time.perf_counter() - self.started}
+
+
+def run_stages(
+    config: RunConfig,
+    resume: str | None,
+    stack: ExitStack,
+    share: Callable[[distributed.SharedRun], None] | None = None,
+    resume_overrides: Sequence[str] = (),
+) -> tuple[Path, dict[str, Any]]:
+    """:func:`train_embed`'s stages; ``stack`` holds what must be released when the run ends (the run's lock, a
+    temporary embedding cache). Under torchrun, ``share`` hands the other ranks what they train with."""
+    clock = StageClock()
+    if resume is not None:
+        files, config, lock = open_resumed_run(config.output_dir, resume, resume_overrides)
+        stack.enter_context(lock)
+        setup_logging(files.log)
+        if files.metrics.is_file():
+            if share is not None:
+                share(distributed.SharedRun("done"))
+            return files.run_dir, finish_scored_run(files)
+        check_same_processes(files)
+    if share is not None:  # under torchrun load_config could not check the trainer arguments: rank 0 does it here
+        check_training_arguments(config, training_device(config))
+    with clock.stage("data"):
+        data = prepare_data(config)
+    with clock.stage("models"):
+        device, model, mining_model = load_models(config, data)
+    if resume is None:  # nothing is written before the inputs have all been checked
+        files, lock = open_new_run(config)
+        stack.enter_context(lock)
+        setup_logging(files.log)
+    files.data_dir.mkdir(exist_ok=True)
+    logger.info("%s run folder: %s (training on %s)", "Resuming" if resume else "New", files.run_dir, device)
+    cache = stack.enter_context(configured_cache(config.embedding_cache, config.cache_dir))
+    with clock.stage("mining"):
+        triplets = mine_stage(files, data, mining_model, config, cache)
+        del mining_model
+    log_triplets(triplets)
+    with clock.stage("baseline_eval"):
+        # Every test question against the whole pool (or bounded, with evaluation.final_pool), its pool embeddings
+        # read from the cache (mining wrote them when the miner is the base model).
+        test_set = evaluation_set(config, data, triplets.test, "test")
+        baseline_evaluator = evaluator_for_set(config, test_set, model.get_embedding_dimension(), cache)
+        baseline, baseline_similarities = baseline_stage(
+            files, model, baseline_evaluator, test_set.triplets, config, cache
+        )
+    logger.info("Baseline: %s", baseline)
+    with clock.stage("training"):
+        step_set = step_evaluation_set(config, data, triplets)
+        step_evaluator = evaluator_for_set(config, step_set, model.get_embedding_dimension())
+        if share is not None:
+            outcome = "done" if files.final_model.is_dir() else "train"
+            share(distributed.SharedRun(outcome, str(files.run_dir), config, resume is not None, step_set))
+        result = train_stage(
+            files,
+            model,
+            triplets.train,
+            step_set.triplets,
+            step_evaluator,
+            config,
+            device,
+            resume is not None,
+            baseline,
+        )
+        del model
+        if distributed.is_distributed():
+            distributed.finish()  # the other ranks stop here
+            distributed.use_all_cores()  # the final evaluation is rank 0's alone
+    clock.first_step(result)
+    with clock.stage("final_eval"):
+        final = final_stage(files, config, device, test_set, step_set, step_evaluator)
+    metrics = assemble_metrics(config, data, triplets, baseline, final, result, device, test_set, step_set, clock)
+    metrics.update(publish_final_model(final.model, files.final_model, config, metrics))  # card scores, hub push
+    finish_run(files, metrics, {"baseline": baseline_similarities, "final": final.similarities})
+    return files.run_dir, metrics
+
+
+def load_models(config: RunConfig, data: PreparedData) -> tuple[str, SentenceTransformer, SentenceTransformer]:
+    """The training device, the model to train on it and the mining model on ``mining.device``; sizes the model
+    cannot give are refused here, before any run folder exists."""
+    device = training_device(config)
+    mining_device = resolve_device(config.mining.device, "mining.device", for_training=False)
+    model = load_configured_model(config, config.model_name, device, "model_name")
+    mining_model = load_configured_model(config, config.mining_model_name, mining_device, "mining_model_name")
+    logger.info("Mining on %s", mining_device)
+    dimension = model.get_embedding_dimension()
+    check_matryoshka_dims(config.evaluation.matryoshka_dims, dimension, "evaluation.matryoshka_dims")
+    check_matryoshka_dims(config.training.matryoshka_dims, dimension, "training.matryoshka_dims")
+    warn_if_truncated(model, data.corpus)
+    if "dev" in data.splits and config.training.eval_steps is None:
+        logger.warning(
+            "dev_size is set but training.eval_steps is null: the dev questions are held out and not scored"
+        )
+    return device, model, mining_model
+
+
+def log_triplets(triplets: MinedTriplets) -> None:
+    """One line: the training rows (triplets, or (query, answer, negative_1..negative_k) rows) and evaluation
+    triplets."""
+    negatives_per_row = len(triplets.train.column_names) - 2
+    if negatives_per_row > 1:
+        logger.info(
+            "%d training rows of %d negatives and %d evaluation triplets",
+            len(triplets.train),
+            negatives_per_row,
+            len(triplets.test),
+        )
+    else:
+        logger.info("%d training and %d evaluation triplets", len(triplets.train), len(triplets.test))
+
+
+def step_evaluation_set(config: RunConfig, data: PreparedData, triplets: MinedTriplets) -> EvaluationSet:
+    """What is scored during training: the dev questions (else the test ones), at most evaluation.max_queries of
+    them, ranking the pool bounded by evaluation.max_pool; their keys start with ir_steps, not ir."""
+    split, step_triplets = ("dev", triplets.dev) if triplets.dev is not None else ("test", triplets.test)
+    return evaluation_set(config, data, step_triplets, split, during_training=True)
+
+
+def assemble_metrics(
+    config: RunConfig,
+    data: PreparedData,
+    triplets: MinedTriplets,
+    baseline: dict[str, float],
+    final: FinalScores,
+    result: TrainingResult,
+    device: str,
+    test_set: EvaluationSet,
+    step_set: EvaluationSet,
+    clock: StageClock,
+) -> dict[str, Any]:
+    """The contents of ``metrics.json``: the scores, the step history, what each score was measured on, the
+    training, the data's counts, timings, memory and provenance."""
+    training = {
+        "global_step": result.global_step,
+        "train_loss": result.train_loss,
+        "device": device,
+        "loss": config.training.loss,
+        # Processes that trained together; each took batch_size rows per batch and, with several, scored its
+        # queries against every process's answers and negatives. global_batch: rows per optimizer step.
+        "world_size": distributed.world_size(),
+        "global_batch": config.batch_size * distributed.world_size() * config.training.accumulation_steps,
+    }
+    if result.precision is not None:
+        training["precision"] = result.precision  # mixed precision follows the hardware (README, Precision)
+    if result.resumed_from_step is not None:
+        training["resumed_from_step"] = result.resumed_from_step
+    negatives_per_row = len(triplets.train.column_names) - 2
+    return {
+        "baseline": baseline,
+        "final": final.test,
+        **({"final_dev": final.dev} if final.dev is not None else {}),
+        "history": result.history,
+        "evaluation": evaluation_protocol(test_set.record(), step_set.record()),
+        "training": training,
+        "data": {
+            **data.counts(),
+            "train_triplets": len(triplets.train),  # training rows: triplets, or n-tuples with more negatives
+            **({"train_negatives_per_row": negatives_per_row} if negatives_per_row > 1 else {}),
+            "eval_triplets": len(triplets.test),
+            **({"dev_triplets": len(triplets.dev)} if triplets.dev is not None else {}),
+        },
+        "timings": clock.total(),
+        "peak_memory_gib": {stage: round(value, 2) for stage, value in clock.peak_memory.items()},
+        "provenance": provenance(config),  # versions, git commit, hub revisions (embedft.run.provenance)
+    }
