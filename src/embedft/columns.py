@@ -16,6 +16,9 @@ ANSWER = "answer"
 # A pair's negatives from the data itself (a list of texts), read from flagembedding 'neg', tevatron
 # 'negative_passages' or a pairs file's negative_column; absent when the data has none.
 GIVEN_NEGATIVES = "given_negatives"
+# A pair's graded relevance (an integer of 1 or more, as BEIR qrels grade): from relevance_column or a BEIR folder's
+# qrels; absent when every pair is simply relevant.
+RELEVANCE = "relevance"
 # The mined negative of a training or evaluation triplet (mine_hard_negatives' column name); with several negatives
 # per row, negative_1 ... negative_k (negative_columns).
 NEGATIVE = "negative"

@@ -167,7 +167,7 @@ def test_split_column_uses_the_datas_own_split(tmp_path):
     data = prepare_data(config_for(path, split_column="split", sample_size=10, test_size=None))
     assert set(data.splits["test"]["query"]) == {f"test q{i}" for i in range(8)}
     assert len(data.splits["train"]) == 10 and all(q.startswith("train") for q in data.splits["train"]["query"])
-    assert len(data.corpus) == 39  # every answer of the data set, not only the sampled ones
+    assert len(data.corpus) == 38  # every train and test answer, not only the sampled ones (the dev row is left out)
     capped = prepare_data(config_for(path, split_column="split", test_size=3))
     assert len(capped.splits["test"]) == 3
 
@@ -267,17 +267,29 @@ def overlapping_rows() -> list[dict]:
     return rows
 
 
-def test_a_given_split_drops_training_pairs_that_share_text_with_the_test_side(tmp_path):
+def test_a_given_split_drops_training_pairs_whose_question_is_held_out_and_keeps_shared_answers(tmp_path):
     from embedft.data.prepared import prepare_data
 
     path = write_jsonl(tmp_path / "pairs.jsonl", overlapping_rows())
     data = prepare_data(config_for(path, split_column="split", test_size=None))
     train = data.splits["train"]
-    assert len(train) == 10 and data.overlap_dropped == 2
+    assert len(train) == 11 and data.shared.question_dropped == 1
     assert not set(train["query"]) & set(data.splits["test"]["query"])
+    assert ("other q", "test a1") in zip(train["query"], train["answer"])  # shares only an answer: kept
+    counts = data.counts()
+    assert counts["train_overlap_dropped"] == 1 and counts["train_pairs_sharing_an_answer"] == 1
+    assert "another answer" in data.corpus  # still ranked, as nobody's positive
+
+
+def test_questions_and_answers_drops_training_pairs_that_share_any_text_with_the_test_side(tmp_path):
+    from embedft.data.prepared import prepare_data
+
+    path = write_jsonl(tmp_path / "pairs.jsonl", overlapping_rows())
+    data = prepare_data(config_for(path, split_column="split", test_size=None, drop_shared="questions_and_answers"))
+    train = data.splits["train"]
+    assert len(train) == 10 and data.counts()["train_overlap_dropped"] == 2
     assert not set(train["answer"]) & set(data.splits["test"]["answer"])
-    assert data.counts()["train_overlap_dropped"] == 2
-    assert "another answer" in data.corpus  # still ranked, and relevant to 'test q0'
+    assert data.protocol() == {"split": "split_column", "drop_shared": "questions_and_answers"}
 
 
 def test_a_separate_eval_file_drops_overlapping_training_pairs(tmp_path):
@@ -287,7 +299,9 @@ def test_a_separate_eval_file_drops_overlapping_training_pairs(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", [r for r in rows if r["split"] == "train"])
     test = write_jsonl(tmp_path / "test.jsonl", [r for r in rows if r["split"] == "test"])
     data = prepare_data(config_for(train, eval_dataset_name=str(test)))
-    assert data.overlap_dropped == 2 and len(data.splits["train"]) == 10
+    assert data.shared.dropped == 1 and len(data.splits["train"]) == 11
+    strict = prepare_data(config_for(train, eval_dataset_name=str(test), drop_shared="questions_and_answers"))
+    assert strict.shared.dropped == 2 and len(strict.splits["train"]) == 10
 
 
 def test_corpus_file_answers_of_held_out_questions_are_never_training_negatives(tmp_path):

@@ -204,14 +204,17 @@ class RunConfig:
         "Branch, tag or commit of a hub data set to read (pin a commit to repeat a run exactly); null: main. Hub "
         "names only.",
     )
-    data_format: Literal["auto", "pairs", "flagembedding", "tevatron"] = _option(
+    data_format: Literal["auto", "pairs", "flagembedding", "tevatron", "beir"] = _option(
         "auto",
         "Row layout. 'pairs': one (query_column, answer_column) pair a row; a list of answers in answer_column gives "
         "one pair per answer. 'flagembedding': {query, pos: [...], neg: [...]} (FlagEmbedding's training jsonl). "
         "'tevatron': {query, positive_passages: [{docid, title, text}], negative_passages: [...]}, a passage read as "
         "title + ' ' + text (text alone when the title is empty). Each positive gives one pair; 'neg' and "
         "'negative_passages' are given negatives (mining.given_negatives). 'auto': pairs when answer_column is in the "
-        "data, else tevatron when it has positive_passages, else flagembedding when it has pos.",
+        "data, else tevatron when it has positive_passages, else flagembedding when it has pos. 'beir': dataset_name "
+        "is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/{train,dev,test}.tsv): the train qrels train, the test "
+        "qrels are the held-out questions, the dev qrels (when present) the dev questions, the corpus the pool; a "
+        "qrel score of 0 is not a positive and higher scores are graded relevance.",
     )
     query_column: str = _option("query", "Column holding the questions (anchors), in every data_format.")
     answer_column: str = _option("answer", "Column holding the answers (positives) in pairs data.")
@@ -229,13 +232,14 @@ class RunConfig:
     test_size: int | float | None = _option(
         100,
         "Held-out questions for baseline and final scores: a count, or a fraction in (0, 1). Questions that share an "
-        "answer are held out together, with all their answers. With split_column: caps the official test questions "
-        "(null: all of them).",
+        "answer are held out together, with all their answers. With split_column or data_format: beir: caps the "
+        "official test questions (null: all of them, as MTEB scores).",
     )
     dev_size: int | float | None = _option(
         None,
         "Questions held out of the training side (like test_size) for evaluation during training, so the test "
-        "questions are scored only before and after; null: step-wise scores use the test questions.",
+        "questions are scored only before and after; null: step-wise scores use the test questions. A BEIR folder's "
+        "dev qrels are the dev questions when it has them (dev_size then caps them).",
     )
     split_column: str | None = _option(
         None, "Column that holds the data's own split (e.g. 'split'); null: a seeded random split by test_size."
@@ -251,10 +255,24 @@ class RunConfig:
     eval_dataset_revision: str | None = _option(
         None, "Branch, tag or commit of a hub eval_dataset_name, like dataset_revision."
     )
+    drop_shared: Literal["questions", "questions_and_answers"] = _option(
+        "questions",
+        "With a given split (split_column, eval_dataset_name, data_format: beir): which training pairs leave the "
+        "training side. 'questions': only those whose question is held out (the BEIR/MTEB protocol: documents are "
+        "shared, so the whole corpus also serves as training negatives). 'questions_and_answers': also those whose "
+        "answer answers a held-out question, and held-out answers are never training negatives. A random split "
+        "holds out whole groups of questions that share answers, so it drops nothing.",
+    )
+    relevance_column: str | None = _option(
+        None,
+        "Column of pairs data holding a graded relevance (an integer, as BEIR qrels): rows of 0 or less are not "
+        "pairs, and NDCG@10 uses the grades as MTEB does; null: every pair is relevant (binary NDCG).",
+    )
     corpus_file: str | None = _option(
         None,
         "Extra documents for retrieval evaluation and mining: .jsonl rows with 'text' (optional 'title'), or .txt "
-        "with one document per line. Those equal to an answer of a held-out question are never training negatives.",
+        "with one document per line. Those equal to an answer of a held-out question are never training negatives, "
+        "unless a given split shares its documents (drop_shared: questions).",
     )
     seed: int = _option(12, "Seed of the sample, the split, mining and training.")
     # Models

@@ -227,6 +227,13 @@ def validate_data_options(config: RunConfig) -> None:
                 f"'negative_column' is for data_format pairs; {config.data_format} reads its negatives from "
                 f"'{negatives}': remove negative_column or set data_format: pairs"
             )
+    if config.data_format == "beir":
+        check_beir_options(config)
+    if config.relevance_column is not None and config.relevance_column in (config.query_column, config.answer_column):
+        raise ConfigError(
+            f"'relevance_column' is '{config.relevance_column}', also the query or answer column: set it to the "
+            "column of relevance grades"
+        )
     if config.negative_column is not None and config.negative_column in (config.query_column, config.answer_column):
         raise ConfigError(
             f"'negative_column' is '{config.negative_column}', also the query or answer column: set it to the column "
@@ -246,6 +253,23 @@ def validate_data_options(config: RunConfig) -> None:
             raise ConfigError(f"'{key}' is set but eval_dataset_name is null: set eval_dataset_name or remove {key}")
         if source.startswith("packaged:"):
             raise ConfigError(f"'{key}' is set but {source} is a packaged data set, which has none: remove {key}")
+
+
+def check_beir_options(config: RunConfig) -> None:
+    """A BEIR folder names its own columns and carries its own split: refuse the keys that would say otherwise."""
+    for key, value, default in (
+        ("split_column", config.split_column, None),
+        ("eval_dataset_name", config.eval_dataset_name, None),
+        ("negative_column", config.negative_column, None),
+        ("relevance_column", config.relevance_column, None),
+        ("query_column", config.query_column, "query"),
+        ("answer_column", config.answer_column, "answer"),
+    ):
+        if value != default:
+            raise ConfigError(
+                f"'{key}' is set but data_format is beir, whose folder names its columns and carries its split "
+                f"(qrels/train.tsv, dev.tsv, test.tsv): remove {key}"
+            )
 
 
 def refuse_secrets(values: dict[str, Any], prefix: str = "") -> None:

@@ -11,9 +11,25 @@ from typing import TYPE_CHECKING
 
 from embedft.columns import ANSWER, GIVEN_NEGATIVES, QUERY
 from embedft.config.schema import RunConfig
-from embedft.data.rows import CleaningStats, clean_pairs, document_pool, iter_rows, negatives_digest, pairs_digest
+from embedft.data.beir import SPLIT, read_beir_folder
+from embedft.data.rows import (
+    CleaningStats,
+    clean_pairs,
+    document_pool,
+    graded_pairs,
+    iter_rows,
+    negatives_digest,
+    pairs_digest,
+)
 from embedft.data.sources import load_corpus_file, load_pairs
-from embedft.data.split import drop_overlap, hold_out_questions, sample_pairs, sample_questions, split_by_column
+from embedft.data.split import (
+    SharedWithHeldOut,
+    drop_shared,
+    hold_out_questions,
+    sample_pairs,
+    sample_questions,
+    split_by_column,
+)
 from embedft.errors import DataError
 
 if TYPE_CHECKING:
@@ -28,9 +44,21 @@ class PreparedData:
 
     splits: DatasetDict  # train, test, and dev when dev_size is set
     all_pairs: Dataset  # every cleaned pair (before sampling): all answers of a question are relevant
-    extra_documents: list[str]  # corpus_file documents, nobody's positive
+    extra_documents: list[str]  # corpus_file (and BEIR corpus) documents that are nobody's positive
     stats: CleaningStats
-    overlap_dropped: int = 0  # training pairs dropped because a text of theirs is held out (given splits)
+    split: str = "random"  # how the held-out side was chosen: random, split_column, eval_dataset or beir
+    shared: SharedWithHeldOut | None = None  # a given split: what its training side shared with the held-out side
+
+    def protocol(self) -> dict[str, str]:
+        """How the split was made, for ``metrics.json`` and the report: ``split``, and ``drop_shared`` (the rule that
+        ran) for a given split."""
+        return {"split": self.split, **({"drop_shared": self.shared.rule} if self.shared is not None else {})}
+
+    @property
+    def shares_documents(self) -> bool:
+        """Whether held-out answers may be training negatives: a given split under ``drop_shared: questions``,
+        where the documents are one shared corpus and only the questions are held out."""
+        return self.shared is not None and self.shared.rule == "questions"
 
     @cached_property
     def corpus(self) -> list[str]:
@@ -38,14 +66,30 @@ class PreparedData:
         return document_pool(self.all_pairs[ANSWER], self.extra_documents)
 
     @cached_property
-    def held_out_answers(self) -> set[str]:
-        """Every answer of a test or dev question: never a training negative, mined or given."""
-        return {answer for name in ("test", "dev") if name in self.splits for answer in self.splits[name][ANSWER]}
+    def held_out_answers(self) -> list[str]:
+        """Every answer of a test or dev question, in order."""
+        answers = [answer for name in ("test", "dev") if name in self.splits for answer in self.splits[name][ANSWER]]
+        return list(dict.fromkeys(answers))
+
+    @cached_property
+    def protected_answers(self) -> set[str]:
+        """The answers that are never training negatives, mined or given: the held-out answers, unless the
+        documents are shared (:attr:`shares_documents`)."""
+        return set() if self.shares_documents else set(self.held_out_answers)
 
     @cached_property
     def training_documents(self) -> list[str]:
-        """The extra documents that may serve as training negatives: never an answer of a held-out question."""
-        return [document for document in self.extra_documents if document not in self.held_out_answers]
+        """The documents besides the training answers that may serve as training negatives: the extra documents
+        that are not protected, and with shared documents the held-out answers too."""
+        if self.shares_documents:
+            return document_pool(self.held_out_answers, self.extra_documents)
+        return [document for document in self.extra_documents if document not in self.protected_answers]
+
+    @cached_property
+    def trained_answers(self) -> set[str]:
+        """The answers of the training pairs: a held-out question with one of them was trained on with another
+        question (the score's ``seen_answers`` group)."""
+        return set(self.splits["train"][ANSWER])
 
     @property
     def has_given_negatives(self) -> bool:
@@ -68,7 +112,12 @@ class PreparedData:
             "rows_loaded": self.stats.rows_in,
             "empty_dropped": self.stats.empty_dropped,
             "duplicates_dropped": self.stats.duplicates_dropped,
-            "train_overlap_dropped": self.overlap_dropped,
+            "train_overlap_dropped": self.shared.dropped if self.shared is not None else 0,
+        }
+        if self.shared is not None:
+            counts["train_question_held_out_dropped"] = self.shared.question_dropped
+            counts["train_pairs_sharing_an_answer"] = self.shared.answer_shared
+        counts |= {
             "train_pairs": len(self.splits["train"]),
             "eval_pairs": len(self.splits["test"]),
             "eval_questions": len(set(self.splits["test"][QUERY])),
@@ -81,16 +130,16 @@ class PreparedData:
                 1 for (negatives,) in iter_rows(self.splits["train"], GIVEN_NEGATIVES) if negatives
             )
         counts["retrieval_pool"] = len(self.corpus)
-        counts["corpus_file_held_out"] = len(self.extra_documents) - len(self.training_documents)
+        counts["corpus_file_held_out"] = sum(
+            1 for document in self.extra_documents if document in self.protected_answers
+        )
         return counts
 
 
-def load_clean_pairs(config: RunConfig, source: str, evaluation: bool = False) -> tuple[Dataset, CleaningStats]:
-    """Load ``source`` with the configured format, columns and split, clean it, and log what was dropped.
-
-    ``evaluation``: ``source`` is ``eval_dataset_name``, read with ``eval_dataset_config`` and
-    ``eval_dataset_revision`` (else ``dataset_config`` and ``dataset_revision``).
-    """
+def load_raw_pairs(config: RunConfig, source: str, evaluation: bool = False) -> Dataset:
+    """Load ``source`` with the configured format, columns and split (``evaluation``: ``source`` is
+    ``eval_dataset_name``, read with ``eval_dataset_config`` and ``eval_dataset_revision``), before cleaning; with
+    ``relevance_column``, its grades read into ``relevance``."""
     pairs = load_pairs(
         source,
         config.query_column,
@@ -103,6 +152,11 @@ def load_clean_pairs(config: RunConfig, source: str, evaluation: bool = False) -
         revision=config.eval_dataset_revision if evaluation else config.dataset_revision,
         key="eval_dataset_name" if evaluation else "dataset_name",
     )
+    return graded_pairs(pairs, config.relevance_column) if config.relevance_column is not None else pairs
+
+
+def clean_and_log(pairs: Dataset, source: str) -> tuple[Dataset, CleaningStats]:
+    """:func:`clean_pairs`, with a log line of what was dropped from ``source``."""
     pairs, stats = clean_pairs(pairs)
     logger.info(
         "Loaded %d pairs from %s: dropped %d with an empty query or answer and %d duplicates, kept %d",
@@ -115,70 +169,133 @@ def load_clean_pairs(config: RunConfig, source: str, evaluation: bool = False) -
     return pairs, stats
 
 
+def load_clean_pairs(config: RunConfig, source: str, evaluation: bool = False) -> tuple[Dataset, CleaningStats]:
+    """Load ``source`` (:func:`load_raw_pairs`), clean it, and log what was dropped."""
+    return clean_and_log(load_raw_pairs(config, source, evaluation), source)
+
+
 def retrieval_pool(config: RunConfig) -> list[str]:
-    """The documents a run ranks, without splitting: every answer of the data (and eval data) plus corpus_file."""
+    """The documents a run ranks, without splitting: every answer of the data (and eval data) plus corpus_file,
+    or a BEIR folder's whole corpus."""
+    extra = load_corpus_file(config.corpus_file) if config.corpus_file is not None else []
+    if config.data_format == "beir":
+        folder = read_beir_folder(config.dataset_name)
+        return document_pool(folder.pairs[ANSWER], [*folder.documents, *extra])
     sources = [(config.dataset_name, False), *([(config.eval_dataset_name, True)] if config.eval_dataset_name else [])]
     answers = [
         answer for source, evaluation in sources for answer in load_clean_pairs(config, source, evaluation)[0][ANSWER]
     ]
-    extra = load_corpus_file(config.corpus_file) if config.corpus_file is not None else []
     return document_pool(answers, extra)
+
+
+def given_sides(config: RunConfig) -> tuple[dict[str, Dataset], CleaningStats, list[str]]:
+    """The sides of a given split, each cleaned on its own (so cleaning never moves a pair across the split): train
+    and test, and dev from a BEIR folder's dev qrels; with the documents the source brings besides its pairs."""
+    if config.data_format == "beir":
+        folder = read_beir_folder(config.dataset_name)
+        sides = split_by_column(folder.pairs, SPLIT, "train", "test", dev_value="dev")
+        documents = folder.documents
+    elif config.eval_dataset_name is not None:
+        sides = {"train": load_raw_pairs(config, config.dataset_name)}
+        sides["test"] = load_raw_pairs(config, config.eval_dataset_name, evaluation=True)
+        documents = []
+    else:
+        raw = load_raw_pairs(config, config.dataset_name)
+        sides = split_by_column(raw, config.split_column, config.train_split_value, config.test_split_value)
+        documents = []
+    cleaned: dict[str, Dataset] = {}
+    stats: list[CleaningStats] = []
+    for name, side in sides.items():
+        source = config.eval_dataset_name if name == "test" and config.eval_dataset_name else config.dataset_name
+        cleaned[name], side_stats = clean_and_log(side, f"{source} ({name})")
+        stats.append(side_stats)
+    return cleaned, CleaningStats.total(stats), documents
+
+
+def split_kind(config: RunConfig) -> str:
+    """How ``config`` chooses the held-out side: ``beir``, ``eval_dataset``, ``split_column`` or ``random``."""
+    if config.data_format == "beir":
+        return "beir"
+    if config.eval_dataset_name is not None:
+        return "eval_dataset"
+    return "split_column" if config.split_column is not None else "random"
 
 
 def prepare_data(config: RunConfig) -> PreparedData:
     """Load, clean, split and sample as ``config`` says: the data stage of every command, so all see one split.
 
-    The evaluation split is, in order of precedence: ``eval_dataset_name`` (a separate file or data set), the rows
-    of ``split_column`` equal to ``test_split_value``, or ``test_size`` seeded random questions held out by
-    connected groups (questions that share an answer stay together). A given split can share texts with the
-    training side: those training pairs are dropped and counted. ``dev_size`` questions are then held out of the
-    training side, and ``sample_size`` training pairs are drawn last, so neither changes the evaluation set.
+    The evaluation split is, in order of precedence: a BEIR folder's test qrels (``data_format: beir``),
+    ``eval_dataset_name`` (a separate file or data set), the rows of ``split_column`` equal to ``test_split_value``,
+    or ``test_size`` seeded random questions held out by connected groups (questions that share an answer stay
+    together). A given split is cleaned side by side and its held-out side is never changed by cleaning; training
+    pairs that share a question with it (or, under ``drop_shared: questions_and_answers``, also an answer) are
+    dropped and counted. ``dev_size`` questions are then held out of the training side (a BEIR folder's dev qrels
+    come first), and ``sample_size`` training pairs are drawn last, so neither changes the evaluation set.
     """
     from datasets import DatasetDict, concatenate_datasets
 
-    pairs, stats = load_clean_pairs(config, config.dataset_name)
-    all_pairs = pairs
-    overlap_dropped = 0
-    if config.eval_dataset_name is not None:
-        test, _ = load_clean_pairs(config, config.eval_dataset_name, evaluation=True)
-        common = [c for c in pairs.column_names if c in test.column_names]
-        all_pairs = concatenate_datasets([pairs.select_columns(common), test.select_columns(common)])
-        train, overlap_dropped = drop_overlap(pairs, test)
-    elif config.split_column is not None:
-        official = split_by_column(pairs, config.split_column, config.train_split_value, config.test_split_value)
-        test = sample_questions(official["test"], config.test_size, config.seed)
-        train, overlap_dropped = drop_overlap(official["train"], test)
-    else:
+    extra = load_corpus_file(config.corpus_file) if config.corpus_file is not None else []
+    kind = split_kind(config)
+    shared = None
+    if kind == "random":
+        all_pairs, stats = load_clean_pairs(config, config.dataset_name)
         if config.test_size is None:
             raise DataError("test_size is null but there is no split_column or eval_dataset_name: set test_size")
-        train, test = hold_out_questions(pairs, config.test_size, config.seed)
-    splits = {"test": test}
-    if config.dev_size is not None:
+        train, test = hold_out_questions(all_pairs, config.test_size, config.seed)
+        splits = {"test": test}
+    else:
+        sides, stats, documents = given_sides(config)
+        extra = list(dict.fromkeys([*documents, *extra]))
+        common = [c for c in sides["train"].column_names if all(c in side.column_names for side in sides.values())]
+        all_pairs = concatenate_datasets([side.select_columns(common) for side in sides.values()])
+        splits = {"test": sides["test"]}
+        if kind != "eval_dataset":  # the data's own test split: test_size caps its questions (null: all)
+            splits["test"] = sample_questions(sides["test"], config.test_size, config.seed)
+        if "dev" in sides:
+            splits["dev"] = sample_questions(sides["dev"], config.dev_size, config.seed, key="dev_size")
+        train, shared = drop_shared(sides["train"], list(splits.values()), config.drop_shared)
+    if config.dev_size is not None and "dev" not in splits:
         train, splits["dev"] = hold_out_questions(train, config.dev_size, config.seed, key="dev_size")
     splits["train"] = sample_pairs(train, config.sample_size, config.seed)
-    extra = load_corpus_file(config.corpus_file) if config.corpus_file is not None else []
     data = PreparedData(
         splits=DatasetDict({name: splits[name] for name in ("train", "dev", "test") if name in splits}),
         all_pairs=all_pairs,
         extra_documents=extra,
         stats=stats,
-        overlap_dropped=overlap_dropped,
+        split=kind,
+        shared=shared,
     )
+    log_split(config, data)
+    return data
+
+
+def log_split(config: RunConfig, data: PreparedData) -> None:
+    """The split's sizes, and where the extra documents went, in the log."""
     counts = data.counts()
     logger.info(
-        "Split (seed %d): %d train pairs, %d eval pairs (%d questions)%s",
+        "Split (%s, seed %d): %d train pairs, %d eval pairs (%d questions)%s",
+        data.split,
         config.seed,
         counts["train_pairs"],
         counts["eval_pairs"],
         counts["eval_questions"],
-        f", {counts['dev_pairs']} dev pairs ({counts['dev_questions']} questions)" if "dev" in splits else "",
+        f", {counts['dev_pairs']} dev pairs ({counts['dev_questions']} questions)" if "dev" in data.splits else "",
     )
-    if extra:
+    if not data.extra_documents:
+        return
+    source = config.dataset_name if data.split == "beir" else config.corpus_file
+    if data.shares_documents:
+        logger.info(
+            "Added %d documents from %s to the retrieval pool, all of them also training negatives (drop_shared: "
+            "questions shares the corpus)",
+            len(data.extra_documents),
+            source,
+        )
+    else:
         logger.info(
             "Added %d documents from %s to the retrieval pool (%d of them to the training negatives: the others "
             "are answers of held-out questions)",
-            len(extra),
-            config.corpus_file,
+            len(data.extra_documents),
+            source,
             len(data.training_documents),
         )
-    return data

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from embedft.columns import ANSWER, GIVEN_NEGATIVES, QUERY
+from embedft.columns import ANSWER, GIVEN_NEGATIVES, QUERY, RELEVANCE
 from embedft.errors import DataError
 
 if TYPE_CHECKING:
     from datasets import Dataset
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,6 +26,11 @@ class CleaningStats:
     empty_dropped: int
     duplicates_dropped: int
     rows_out: int
+
+    @classmethod
+    def total(cls, parts: list[CleaningStats]) -> CleaningStats:
+        """The counts of several cleanings added up (the sides of a given split, each cleaned alone)."""
+        return cls(*(sum(getattr(part, item.name) for part in parts) for item in fields(cls)))
 
 
 def iter_rows(dataset: Dataset, *columns: str, batch_size: int = 20_000) -> Iterator[tuple[Any, ...]]:
@@ -117,3 +125,51 @@ def negatives_digest(pairs: Dataset) -> str:
         for query, answer, negatives in iter_rows(pairs, QUERY, ANSWER, GIVEN_NEGATIVES)
     )
     return hashlib.sha256(b"".join(rows)).hexdigest()
+
+
+def whole_number(value: object) -> int | None:
+    """``value`` as an int when it is a whole number (``2``, ``2.0``, ``"2"``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def graded_pairs(dataset: Dataset, column: str) -> Dataset:
+    """The pairs with a relevance grade above 0, the grades read from ``column`` into ``relevance``.
+
+    A grade of 0 (or less) marks a judged non-relevant pair, as in BEIR qrels: it is no positive, so it is left out
+    and counted in the log.
+
+    Raises:
+        DataError: the column is missing or holds a value that is not a whole number.
+    """
+    if column not in dataset.column_names:
+        raise DataError(
+            f"relevance_column '{column}' not found (columns: {', '.join(dataset.column_names)}): set it to the "
+            "column of relevance grades, or null"
+        )
+    grades: list[int] = []
+    for row, (value,) in enumerate(iter_rows(dataset, column), start=1):
+        grade = whole_number(value)
+        if grade is None:
+            raise DataError(
+                f"relevance_column '{column}' holds {value!r} in row {row}: grades must be whole numbers "
+                "(0 = not relevant, 1, 2, ...)"
+            )
+        grades.append(grade)
+    keep = [index for index, grade in enumerate(grades) if grade > 0]
+    if len(keep) < len(grades):
+        logger.info(
+            "relevance_column '%s': %d pairs of grade 0 are not positives: left out", column, len(grades) - len(keep)
+        )
+    graded = dataset.remove_columns(column).add_column(RELEVANCE, grades)
+    return graded.select(keep) if len(keep) < len(grades) else graded

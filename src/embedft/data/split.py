@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -134,29 +135,72 @@ def split_pairs(dataset: Dataset, test_size: int | float, seed: int) -> DatasetD
     return DatasetDict({"train": train, "test": test})
 
 
-def drop_overlap(train: Dataset, held_out: Dataset) -> tuple[Dataset, int]:
-    """Drop the training rows whose question or answer text also occurs in ``held_out``; return them counted.
+@dataclass
+class SharedWithHeldOut:
+    """What the training side of a given split shared with its held-out side, and what ``drop_shared`` dropped."""
 
-    A given split (a split column or a separate evaluation file) can put one text on both sides; training on it
-    would score the model on what it has seen.
-    """
-    questions, answers = set(held_out[QUERY]), set(held_out[ANSWER])
-    keep = [i for i, (q, a) in enumerate(iter_pairs(train)) if q not in questions and a not in answers]
-    dropped = len(train) - len(keep)
-    if dropped:
-        logger.info("Dropped %d training pairs whose question or answer is also held out for evaluation", dropped)
-    if not keep:
-        raise DataError("every training pair shares a question or answer with the evaluation split: nothing to train")
-    return (train.select(keep) if dropped else train), dropped
+    rule: str  # drop_shared: "questions" or "questions_and_answers"
+    question_dropped: int  # training pairs whose question is held out: always dropped (the question would leak)
+    answer_shared: int  # other training pairs whose answer also answers a held-out question
+    answer_dropped: int  # of those, dropped (questions_and_answers); kept under questions
+
+    @property
+    def dropped(self) -> int:
+        return self.question_dropped + self.answer_dropped
 
 
-def split_by_column(dataset: Dataset, column: str, train_value: str, test_value: str) -> DatasetDict:
-    """Use the data's own split: rows whose ``column`` is ``train_value`` train, ``test_value`` evaluate.
+def drop_shared(train: Dataset, held_out: list[Dataset], rule: str) -> tuple[Dataset, SharedWithHeldOut]:
+    """Drop the training pairs of a given split that the held-out side must not share, by ``rule``.
+
+    A given split (a split column, a separate evaluation file, a BEIR folder) can put one text on both sides. A
+    training pair whose *question* is held out is always dropped: the model would be scored on a question it was
+    trained on. Under ``questions`` (the BEIR and MTEB protocol) a pair whose *answer* also answers a held-out
+    question is kept: the corpus is known at training time and new questions arrive for known documents. Under
+    ``questions_and_answers`` it is dropped too. The held-out side itself is never changed.
 
     Raises:
-        DataError: the column is missing or one side is empty.
+        DataError: nothing is left to train on.
     """
-    from datasets import DatasetDict
+    questions = {query for side in held_out for query in side[QUERY]}
+    answers = {answer for side in held_out for answer in side[ANSWER]}
+    keep: list[int] = []
+    question_dropped = answer_shared = 0
+    for index, (query, answer) in enumerate(iter_pairs(train)):
+        if query in questions:
+            question_dropped += 1
+            continue
+        if answer in answers:
+            answer_shared += 1
+            if rule == "questions_and_answers":
+                continue
+        keep.append(index)
+    answer_dropped = answer_shared if rule == "questions_and_answers" else 0
+    shared = SharedWithHeldOut(rule, question_dropped, answer_shared, answer_dropped)
+    logger.info(
+        "drop_shared: %s: dropped %d training pairs whose question is held out; %d share an answer with a held-out "
+        "question (%s)",
+        rule,
+        question_dropped,
+        answer_shared,
+        "dropped" if shared.answer_dropped else "kept, as the BEIR/MTEB protocol keeps them",
+    )
+    if not keep:
+        raise DataError(
+            "every training pair shares a question or answer with the evaluation split: nothing to train"
+            + ("; set drop_shared: questions to keep those that share only an answer" if shared.answer_dropped else "")
+        )
+    return (train.select(keep) if shared.dropped else train), shared
+
+
+def split_by_column(
+    dataset: Dataset, column: str, train_value: str, test_value: str, dev_value: str | None = None
+) -> dict[str, Dataset]:
+    """Use the data's own split: rows whose ``column`` is ``train_value`` train, ``test_value`` evaluate, and
+    ``dev_value`` (when given and present) are the dev questions.
+
+    Raises:
+        DataError: the column is missing or the train or test side is empty.
+    """
 
     if column not in dataset.column_names:
         raise DataError(
@@ -164,26 +208,32 @@ def split_by_column(dataset: Dataset, column: str, train_value: str, test_value:
             "set split_column to one of them, or null for a seeded random split"
         )
     values = [str(value) for value in dataset[column]]
-    train = dataset.select([i for i, value in enumerate(values) if value == train_value])
-    test = dataset.select([i for i, value in enumerate(values) if value == test_value])
-    other = len(values) - len(train) - len(test)
+    wanted = {"train": train_value, "test": test_value, **({"dev": dev_value} if dev_value is not None else {})}
+    sides = {name: dataset.select([i for i, v in enumerate(values) if v == value]) for name, value in wanted.items()}
+    other = len(values) - sum(len(side) for side in sides.values())
     if other:
         logger.warning(
-            "%d rows have a %s other than %r or %r and are left out", other, column, train_value, test_value
+            "%d rows have a %s other than %s and are left out, as pairs and as documents",
+            other,
+            column,
+            " or ".join(map(repr, wanted.values())),
         )
-    for key, value, part in (("train_split_value", train_value, train), ("test_split_value", test_value, test)):
-        if len(part) == 0:
+    for key, name in (("train_split_value", "train"), ("test_split_value", "test")):
+        if len(sides[name]) == 0:
             found = sorted(set(values))[:10]
-            raise DataError(f"no rows with {column} == {value!r} (values found: {found}): set {key}")
-    return DatasetDict({"train": train, "test": test})
+            raise DataError(f"no rows with {column} == {wanted[name]!r} (values found: {found}): set {key}")
+    if "dev" in sides and len(sides["dev"]) == 0:
+        del sides["dev"]
+    return sides
 
 
-def sample_questions(dataset: Dataset, count: int | float | None, seed: int) -> Dataset:
-    """Keep ``count`` seeded questions (with all their answers) of an official evaluation split; None keeps all."""
+def sample_questions(dataset: Dataset, count: int | float | None, seed: int, key: str = "test_size") -> Dataset:
+    """Keep ``count`` seeded questions (with all their answers) of an official evaluation split; None keeps all.
+    ``key`` names the setting in errors."""
     if count is None:
         return dataset
     queries = list(dict.fromkeys(dataset[QUERY]))
-    n_keep = question_count(count, len(queries))
+    n_keep = question_count(count, len(queries), key)
     if n_keep >= len(queries):
         return dataset
     keep = pick_questions(queries, n_keep, seed)

@@ -54,7 +54,8 @@ def read_given_negatives(train: Dataset, known_pairs: Dataset, held_out_answers:
     Args:
         train: training pairs with ``query``, ``answer`` and ``given_negatives``.
         known_pairs: every known pair (all of the data, the evaluation file too).
-        held_out_answers: the answers of the test and dev questions.
+        held_out_answers: the answers of the test and dev questions that must not be negatives (empty when a
+            given split shares its documents, ``drop_shared: questions``).
     """
     train_queries = {text_digest(query) for query, _ in iter_pairs(train)}
     positives: dict[bytes, set[bytes]] = {}

@@ -132,7 +132,7 @@ def mine_training_rows(
     # Both search the whole training pool (training answers and corpus_file) and write the rows to the run folder.
     pool_and_path = {"extra_documents": data.training_documents, "cache": cache, "path": files.triplets("train")}
     if data.has_given_negatives and config.mining.given_negatives != "ignore":
-        given = read_given_negatives(train, data.all_pairs, data.held_out_answers)
+        given = read_given_negatives(train, data.all_pairs, data.protected_answers)
         training = given_negatives_training_set(
             train, given, mining_model, config.mining, config.seed, **pool_and_path
         )
