@@ -32,7 +32,7 @@ def test_known_ranking_gives_known_ndcg_mrr_and_recall():
     )
     test = Dataset.from_dict({"query": ["q1", "q2"], "answer": ["rel1", "rel2"]})
     triplets = Dataset.from_dict({"query": ["q1", "q2"], "answer": ["rel1", "rel2"], "negative": ["near", "far"]})
-    retrieval = build_retrieval_task(test, test, ["near", "rel1", "rel2", "far"])
+    retrieval = build_retrieval_task(test, ["near", "rel1", "rel2", "far"])
     metrics = evaluate(model, build_evaluator(triplets, retrieval, batch_size=4))
     assert metrics["mrr@10"] == pytest.approx((1 / 2 + 1) / 2)
     assert metrics["ndcg@10"] == pytest.approx((1 / math.log2(3) + 1) / 2)
@@ -42,20 +42,67 @@ def test_known_ranking_gives_known_ndcg_mrr_and_recall():
     assert metrics["triplet_accuracy"] == pytest.approx(0.5)  # rel1 loses to near, rel2 beats far
 
 
-def test_every_answer_of_a_question_is_relevant_across_splits():
-    test = Dataset.from_dict({"query": ["what is a permit?"], "answer": ["answer A"]})
-    everything = Dataset.from_dict(
-        {"query": ["what is a permit?", "what is a permit?", "other?"], "answer": ["answer A", "answer B", "answer C"]}
-    )
-    task = build_retrieval_task(test, everything, ["answer A", "answer B", "answer C", "extra doc"])
+def test_the_held_out_side_alone_says_what_is_relevant():
+    # Like a BEIR task's test qrels: a held-out question's training copy (answer B) is not counted relevant.
+    test = Dataset.from_dict({"query": ["what is a permit?", "what is a permit?"], "answer": ["answer A", "answer C"]})
+    task = build_retrieval_task(test, ["answer A", "answer B", "answer C", "extra doc"])
     (qid,) = task.queries
-    assert {task.corpus[d] for d in task.relevant[qid]} == {"answer A", "answer B"}
-    assert len(task.corpus) == 4
+    assert {task.corpus[d] for d in task.relevant[qid]} == {"answer A", "answer C"}
+    assert len(task.corpus) == 4 and task.grades is None and not task.graded
+
+
+def graded_case() -> tuple:
+    """Three questions on three axes whose documents rank as: q1 b, x, a (a of grade 2, b of 1); q2 c first
+    (grade 1); q3 x3, y3, z3, d (d of grade 3)."""
+    from tests.conftest import at, query_vector
+
+    vectors = {"q1": query_vector(0), "q2": query_vector(1), "q3": query_vector(2)}
+    vectors |= {"b": at(0.9, 0), "x": at(0.8, 0), "a": at(0.7, 0), "c": at(0.9, 1)}
+    vectors |= {"x3": at(0.9, 2), "y3": at(0.8, 2), "z3": at(0.7, 2), "d": at(0.6, 2)}
+    test = Dataset.from_dict(
+        {"query": ["q1", "q1", "q2", "q3"], "answer": ["a", "b", "c", "d"], "relevance": [2, 1, 1, 3]}
+    )
+    triplets = Dataset.from_dict(
+        {"query": ["q1", "q2", "q3"], "answer": ["a", "c", "d"], "negative": ["x", "b", "x3"]}
+    )
+    pool = ["a", "b", "c", "d", "x", "x3", "y3", "z3"]
+    return word_model(vectors), test, triplets, pool
+
+
+def test_graded_ndcg_equals_a_hand_computation_on_three_queries():
+    model, test, triplets, pool = graded_case()
+    log2 = math.log2
+    q1 = (1 / log2(2) + 0 + 2 / log2(4)) / (2 / log2(2) + 1 / log2(3))  # b (1), x (0), a (2)
+    q2 = 1.0
+    q3 = (3 / log2(5)) / 3  # d at rank 4
+    graded = evaluate(model, build_evaluator(triplets, build_retrieval_task(test, pool), batch_size=4))
+    assert graded["ndcg@10"] == pytest.approx((q1 + q2 + q3) / 3)
+    binary = evaluate(
+        model, build_evaluator(triplets, build_retrieval_task(test.remove_columns("relevance"), pool), 4)
+    )
+    q1_binary = (1 + 1 / log2(4)) / (1 + 1 / log2(3))
+    assert binary["ndcg@10"] == pytest.approx((q1_binary + q2 + 1 / log2(5)) / 3)
+    assert binary["mrr@10"] == graded["mrr@10"]  # grades change NDCG only
+
+
+def test_the_score_is_broken_down_by_whether_the_answer_was_trained_on():
+    model, test, triplets, pool = graded_case()
+    task = build_retrieval_task(test, pool, trained_answers={"c"})  # q2's answer was a training positive
+    metrics = evaluate(model, build_evaluator(triplets, task, batch_size=4))
+    log2 = math.log2
+    q1 = (1 + 2 / log2(4)) / (2 + 1 / log2(3))
+    assert metrics["ndcg@10_seen_answers"] == pytest.approx(1.0)
+    assert metrics["ndcg@10_unseen_answers"] == pytest.approx((q1 + 3 / log2(5) / 3) / 2)
+    assert list(metrics)[-1] == "triplet_accuracy"
+    # With no question trained on, the whole score is the unseen group's: nothing is added.
+    assert "ndcg@10_unseen_answers" not in evaluate(
+        model, build_evaluator(triplets, build_retrieval_task(test, pool), 4)
+    )
 
 
 def test_matryoshka_dims_are_scored_separately_and_checked(small_splits, minilm):
     triplets = Dataset.from_dict({"query": ["a"], "answer": ["b"], "negative": ["c"]})
-    retrieval = build_retrieval_task(small_splits["test"], small_splits["test"], list(small_splits["test"]["answer"]))
+    retrieval = build_retrieval_task(small_splits["test"], list(small_splits["test"]["answer"]))
     metrics = evaluate(minilm, build_evaluator(triplets, retrieval, 32, [64], embedding_dimension=384))
     assert {"ndcg@10", "ndcg@10_dim64", "recall@100_dim64"} <= set(metrics)
     assert metrics["ndcg@10_dim64"] != metrics["ndcg@10"]
@@ -188,10 +235,12 @@ def test_step_evaluator_has_its_own_keys_and_the_standard_names():
 
 def test_evaluation_sets_record_their_questions_and_documents():
     config, data, triplets = tiny_run()
-    whole = {"split": "test", "pool": "whole", "questions": 4, "documents": 12}
+    # A random split holds out whole groups of questions: none of their answers was trained on.
+    groups = {"relevance": "binary", "questions_seen_answers": 0, "questions_unseen_answers": 4}
+    whole = {"split": "test", "pool": "whole", "questions": 4, "documents": 12, **groups}
     assert evaluation_set(config, data, triplets).record() == whole
     steps = evaluation_set(config, data, triplets, during_training=True)
-    assert steps.record() == {"split": "test", "pool": "bounded", "questions": 4, "documents": 9}
+    assert steps.record() == {"split": "test", "pool": "bounded", "questions": 4, "documents": 9, **groups}
     assert {"a0", "a1", "a2", "a3", "x0", "x1", "x2", "x3"} <= set(steps.retrieval.corpus.values())
     config.evaluation.max_queries = 2
     fewer = evaluation_set(config, data, triplets, during_training=True)
@@ -200,7 +249,15 @@ def test_evaluation_sets_record_their_questions_and_documents():
     # final_pool: bounded gives baseline and final the same bounds, under the whole-pool metric names.
     config.evaluation.final_pool = "bounded"
     final = evaluation_set(config, data, triplets)
-    assert final.record() == {"split": "test", "pool": "bounded", "questions": 2, "documents": 9}
+    assert final.record() == {
+        "split": "test",
+        "pool": "bounded",
+        "questions": 2,
+        "documents": 9,
+        "relevance": "binary",
+        "questions_seen_answers": 0,
+        "questions_unseen_answers": 2,
+    }
     assert not final.during_training
 
 
@@ -209,7 +266,7 @@ def test_the_pool_is_encoded_once_for_every_matryoshka_size(tmp_path, small_spli
 
     test = small_splits["test"]
     pool = list(dict.fromkeys([*small_splits["train"]["answer"], *test["answer"]]))
-    retrieval = build_retrieval_task(test, test, pool)
+    retrieval = build_retrieval_task(test, pool)
     triplets = test.add_column("negative", test["answer"][1:] + test["answer"][:1])
     encoded: list[int] = []
     original = minilm.encode_document

@@ -42,3 +42,31 @@ def test_report_says_when_baseline_and_final_ranked_a_bounded_pool():
     (first, *_) = protocol_notes(metrics)
     assert "200 held-out test questions" in first
     assert "bounded pool of 5000 of the 1000000 documents" in first
+
+
+def test_report_and_summary_give_the_seen_and_unseen_groups_and_the_rule_of_a_given_split(tmp_path):
+    from embedft.run.report import format_summary, protocol_notes
+
+    metrics = sample_metrics()
+    metrics["baseline"] |= {"ndcg@10_seen_answers": 0.7, "ndcg@10_unseen_answers": 0.5}
+    metrics["final"] |= {"ndcg@10_seen_answers": 0.8, "ndcg@10_unseen_answers": 0.6}
+    metrics["data"] |= {"split": "beir", "drop_shared": "questions", "train_pairs_sharing_an_answer": 7}
+    metrics["evaluation"] = {
+        "baseline_and_final": {
+            "split": "test",
+            "questions": 30,
+            "documents": 90,
+            "relevance": "graded",
+            "questions_seen_answers": 10,
+            "questions_unseen_answers": 20,
+        }
+    }
+    notes = "\n".join(protocol_notes(metrics))
+    assert "seen_answers: 10 test questions whose right answer was trained on" in notes.lower()
+    assert "unseen_answers: 20" in notes and "graded relevance" in notes
+    assert "`drop_shared: questions`" in notes and "kept 7 that share an answer" in notes
+    summary = format_summary(metrics, tmp_path)
+    assert "ndcg@10_seen_answers baseline 0.7000 -> final 0.8000" in summary
+    assert "unseen_answers: 20 whose answer never was" in summary
+    text = write_report(tmp_path, metrics, None).read_text()
+    assert "| ndcg@10_unseen_answers | 0.5000 | 0.6000 | +0.1000 |" in text

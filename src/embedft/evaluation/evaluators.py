@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from sentence_transformers.base.evaluation.sequential import SequentialEvaluator
@@ -55,12 +56,39 @@ class SharedPool:
         return self.embeddings
 
 
-class PooledRetrievalEvaluator(InformationRetrievalEvaluator):
-    """InformationRetrievalEvaluator that takes its document embeddings from a :class:`SharedPool`."""
+def ndcg_at_k(gains: list[float], ideal_gains: list[float], k: int) -> float:
+    """NDCG@k of one ranking: the gains of its top documents against the best possible order of the relevant
+    documents' gains (linear gains, log2 discount: trec_eval's ndcg_cut, which MTEB reports)."""
+    ideal = InformationRetrievalEvaluator.compute_dcg_at_k(sorted(ideal_gains, reverse=True), k)
+    return InformationRetrievalEvaluator.compute_dcg_at_k(gains, k) / ideal if ideal > 0 else 0.0
 
-    def __init__(self, *args: Any, pool: SharedPool, **kwargs: Any) -> None:
+
+class PooledRetrievalEvaluator(InformationRetrievalEvaluator):
+    """InformationRetrievalEvaluator that takes its document embeddings from a :class:`SharedPool`, scores NDCG with
+    graded relevance when it has ``grades`` (sentence-transformers' counts every relevant document 1), and keeps the
+    NDCG of each question of its last call (``query_ndcg``), for the breakdown of the score into groups."""
+
+    def __init__(self, *args: Any, pool: SharedPool, grades: dict[str, dict[str, int]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.pool = pool
+        self.grades = grades
+        self.query_ndcg: dict[str, float] = {}
+
+    def compute_metrics(self, queries_result_list: list[object]) -> dict[str, dict[int, float]]:
+        scores = super().compute_metrics(queries_result_list)
+        k = max(self.ndcg_at_k)
+        self.query_ndcg = {}
+        for index, results in enumerate(queries_result_list):
+            query_id = self.queries_ids[index]
+            gains = (
+                self.grades[query_id] if self.grades is not None else dict.fromkeys(self.relevant_docs[query_id], 1)
+            )
+            top_hits = sorted(results, key=lambda hit: (-hit["score"], hit["corpus_id"]))[:k]
+            ranked = [gains.get(hit["corpus_id"], 0) for hit in top_hits]
+            self.query_ndcg[query_id] = ndcg_at_k(ranked, list(gains.values()), k)
+        if self.grades is not None:
+            scores["ndcg@k"] = {k: float(np.mean(list(self.query_ndcg.values())))}
+        return scores
 
     def compute_all_metrics(self, model, corpus_model=None, corpus_embeddings=None, output_path=None):
         if corpus_embeddings is None and corpus_model is None:
@@ -88,11 +116,31 @@ class PooledTripletEvaluator(TripletEvaluator):
 
 class PoolSequentialEvaluator(SequentialEvaluator):
     """SequentialEvaluator that forgets the shared pool's embeddings before and after each call, so the model is
-    encoded afresh at every evaluation step."""
+    encoded afresh at every evaluation step. ``groups`` are the question ids of each group the whole-size
+    retrieval score is broken down into (:meth:`group_metrics`)."""
 
-    def __init__(self, evaluators: list[BaseEvaluator], pool: SharedPool) -> None:
+    def __init__(
+        self, evaluators: list[BaseEvaluator], pool: SharedPool, groups: dict[str, list[str]] | None = None
+    ) -> None:
         super().__init__(evaluators)
         self.pool = pool
+        self.groups = groups or {}
+
+    def group_metrics(self) -> dict[str, float]:
+        """``ndcg@10_<group>`` of the last call: the mean NDCG@10 of each group's questions. With one group empty
+        (a random split holds out whole groups of questions that share answers: none was trained on) the other is
+        the whole score, and nothing is added."""
+        retrieval = next((e for e in self.evaluators if isinstance(e, PooledRetrievalEvaluator)), None)
+        if retrieval is None or not retrieval.query_ndcg:
+            return {}
+        if not all(any(qid in retrieval.query_ndcg for qid in ids) for ids in self.groups.values()):
+            return {}
+        k = max(retrieval.ndcg_at_k)
+        metrics = {}
+        for group, query_ids in self.groups.items():
+            values = [retrieval.query_ndcg[qid] for qid in query_ids if qid in retrieval.query_ndcg]
+            metrics[f"ndcg@{k}_{group}"] = float(np.mean(values))
+        return metrics
 
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         self.pool.embeddings = None
@@ -146,6 +194,7 @@ def build_evaluator(
                     name=retrieval_name if dim is None else f"{retrieval_name}_dim{dim}",
                     truncate_dim=dim,
                     write_csv=False,
+                    grades=retrieval.grades,
                 )
             )
     # After retrieval, so its answers and negatives come from the pool's embeddings.
@@ -160,9 +209,14 @@ def build_evaluator(
             write_csv=False,
         )
     )
-    return PoolSequentialEvaluator(evaluators, pool)
+    return PoolSequentialEvaluator(evaluators, pool, retrieval.answer_groups() if retrieval is not None else None)
 
 
 def evaluate(model: SentenceTransformer, evaluator: BaseEvaluator) -> dict[str, float]:
-    """Run ``evaluator`` on ``model`` and return the metrics under their standard names."""
-    return standard_metrics(evaluator(model))
+    """Run ``evaluator`` on ``model`` and return the metrics under their standard names, then NDCG@10 of each group
+    of questions (``ndcg@10_seen_answers``, ``ndcg@10_unseen_answers``) before triplet accuracy."""
+    metrics = standard_metrics(evaluator(model))
+    if not isinstance(evaluator, PoolSequentialEvaluator):
+        return metrics
+    triplet = {key: metrics.pop(key) for key in list(metrics) if key == "triplet_accuracy"}
+    return {**metrics, **evaluator.group_metrics(), **triplet}

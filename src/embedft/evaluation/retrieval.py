@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from embedft.columns import ANSWER, QUERY
+from embedft.columns import ANSWER, QUERY, RELEVANCE
+from embedft.data.rows import iter_pairs, iter_rows
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -16,36 +17,74 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+# The two groups of held-out questions the test score is broken down into (metrics.json, report, summary).
+SEEN_ANSWERS = "seen_answers"  # a right answer of the question was a training positive, with another question
+UNSEEN_ANSWERS = "unseen_answers"  # no right answer of the question was trained on
+
+
 @dataclass
 class RetrievalTask:
-    """Held-out questions, the document pool, and which documents answer which question (ids are strings)."""
+    """Held-out questions, the document pool, and which documents answer which question (ids are strings).
+
+    ``grades`` holds graded relevance (``relevance_column``, BEIR qrels) for NDCG; None: every relevant document
+    counts 1. ``seen`` holds the questions whose right answer was a training positive."""
 
     queries: dict[str, str]
     corpus: dict[str, str]
     relevant: dict[str, set[str]]
+    grades: dict[str, dict[str, int]] | None = None
+    seen: set[str] = field(default_factory=set)
+
+    @property
+    def graded(self) -> bool:
+        """Whether NDCG uses grades: some relevant document has a grade other than 1."""
+        return self.grades is not None and any(g != 1 for grades in self.grades.values() for g in grades.values())
+
+    def answer_groups(self) -> dict[str, list[str]]:
+        """The question ids of each group: those whose right answer was trained on, and the others."""
+        return {
+            SEEN_ANSWERS: [qid for qid in self.queries if qid in self.seen],
+            UNSEEN_ANSWERS: [qid for qid in self.queries if qid not in self.seen],
+        }
 
 
-def build_retrieval_task(test: Dataset, all_pairs: Dataset, corpus: list[str]) -> RetrievalTask:
-    """Every distinct evaluation question against ``corpus``; all answers given to the same question text, in
-    any split, are relevant.
+def build_retrieval_task(
+    held_out: Dataset, corpus: list[str], trained_answers: set[str] | None = None
+) -> RetrievalTask:
+    """Every distinct held-out question against ``corpus``; its answers on the held-out side are relevant.
+
+    Only the held-out side says what is relevant, as a BEIR/MTEB task's test qrels do: a held-out question's
+    training copy is dropped from training, not counted. With a ``relevance`` column its values are the grades.
 
     Args:
-        test: evaluation pairs.
-        all_pairs: every known pair (to find the other answers of an evaluation question).
+        held_out: evaluation pairs (all the pairs of each held-out question).
         corpus: the document pool; it must contain every answer.
+        trained_answers: the answers of the training pairs, to mark the questions whose answer was trained on.
     """
     doc_ids = {text: f"d{index}" for index, text in enumerate(corpus)}
-    questions = list(dict.fromkeys(test[QUERY]))
+    questions = list(dict.fromkeys(held_out[QUERY]))
     query_ids = {text: f"q{index}" for index, text in enumerate(questions)}
     relevant: dict[str, set[str]] = {query_ids[q]: set() for q in questions}
-    for pairs in (test, all_pairs):
-        for query, answer in zip(pairs[QUERY], pairs[ANSWER]):
-            if query in query_ids and answer in doc_ids:
-                relevant[query_ids[query]].add(doc_ids[answer])
+    grades: dict[str, dict[str, int]] | None = (
+        {qid: {} for qid in relevant} if RELEVANCE in held_out.column_names else None
+    )
+    rows = iter_rows(held_out, QUERY, ANSWER, RELEVANCE) if grades is not None else iter_pairs(held_out)
+    seen: set[str] = set()
+    for query, answer, *grade in rows:
+        if answer not in doc_ids:
+            continue
+        qid, did = query_ids[query], doc_ids[answer]
+        relevant[qid].add(did)
+        if grades is not None:
+            grades[qid][did] = max(int(grade[0]), grades[qid].get(did, 0))
+        if trained_answers is not None and answer in trained_answers:
+            seen.add(qid)
     return RetrievalTask(
         queries={qid: text for text, qid in query_ids.items()},
         corpus={did: text for text, did in doc_ids.items()},
         relevant=relevant,
+        grades=grades,
+        seen=seen,
     )
 
 
@@ -124,4 +163,6 @@ def bounded_retrieval_task(
         queries={qid: task.queries[qid] for qid in kept_queries},
         corpus={did: text for did, text in task.corpus.items() if did in kept_docs},
         relevant={qid: set(task.relevant[qid]) for qid in kept_queries},
+        grades={qid: dict(task.grades[qid]) for qid in kept_queries} if task.grades is not None else None,
+        seen={qid for qid in kept_queries if qid in task.seen},
     )

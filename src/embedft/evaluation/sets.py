@@ -35,12 +35,16 @@ class EvaluationSet:
         records them (documents: None without retrieval evaluation)."""
         questions = len(self.retrieval.queries) if self.retrieval is not None else len(set(self.triplets[QUERY]))
         documents = len(self.retrieval.corpus) if self.retrieval is not None else None
-        return {
+        record: dict[str, Any] = {
             "split": self.split,
             "pool": "bounded" if self.bounded else "whole",
             "questions": questions,
             "documents": documents,
         }
+        if self.retrieval is not None:
+            record["relevance"] = "graded" if self.retrieval.graded else "binary"
+            record |= {f"questions_{group}": len(ids) for group, ids in self.retrieval.answer_groups().items()}
+        return record
 
 
 def evaluation_set(
@@ -55,7 +59,7 @@ def evaluation_set(
     """
     evaluation = config.evaluation
     retrieval = (
-        build_retrieval_task(data.splits[split], data.all_pairs, data.corpus)
+        build_retrieval_task(data.splits[split], data.corpus, data.trained_answers)
         if evaluation.information_retrieval
         else None
     )

@@ -336,6 +336,7 @@ def assemble_metrics(
         "evaluation": evaluation_protocol(test_set.record(), step_set.record()),
         "training": training,
         "data": {
+            **data.protocol(),  # split: random, split_column, eval_dataset or beir; drop_shared on a given split
             **data.counts(),
             "train_triplets": len(triplets.train),  # training rows: triplets, or n-tuples with more negatives
             **({"train_negatives_per_row": negatives_per_row} if negatives_per_row > 1 else {}),

@@ -33,6 +33,9 @@ def format_summary(metrics: dict[str, Any], run_dir: Path) -> str:
     lines = ["", f"Run finished: {run_dir}"]
     for name, before, after in metric_changes(metrics["baseline"], metrics["final"]):
         lines.append(f"  {name:<18} baseline {before:.4f} -> final {after:.4f} ({after - before:+.4f})")
+    groups = answer_groups_note(metrics)
+    if groups:
+        lines.append(f"  ({groups})")
     if "triplet_accuracy" in metrics["baseline"]:
         lines.append(f"  (triplet_accuracy: {TRIPLET_NOTE})")
     timings = metrics.get("timings", {})
@@ -49,6 +52,22 @@ def format_summary(metrics: dict[str, Any], run_dir: Path) -> str:
     if files.tensorboard.is_dir():
         lines.append(f"  TensorBoard events {files.tensorboard}")
     return "\n".join(lines)
+
+
+def answer_groups_note(metrics: dict[str, Any]) -> str | None:
+    """What the test questions' two groups are and how many each holds, in words (None when not recorded)."""
+    whole = metrics.get("evaluation", {}).get("baseline_and_final")
+    if not isinstance(whole, dict) or "questions_seen_answers" not in whole:
+        return None
+    seen, unseen = whole["questions_seen_answers"], whole["questions_unseen_answers"]
+    if seen and unseen:
+        return (
+            f"seen_answers: {seen} test questions whose right answer was trained on with another question; "
+            f"unseen_answers: {unseen} whose answer never was"
+        )
+    if seen:
+        return f"all {seen} test questions have a right answer that was trained on with another question"
+    return f"all {unseen} test questions have answers that were never trained on"
 
 
 TRIPLET_NOTE = (
@@ -163,6 +182,26 @@ def protocol_notes(metrics: dict[str, Any]) -> list[str]:
                 f"Scores during training use the test questions themselves, {who}{pool}. Set `dev_size` to hold out "
                 "dev questions for them; do not pick a step or a setting by these."
             )
+    groups = answer_groups_note(metrics)
+    if groups:
+        notes.append(groups[0].upper() + groups[1:] + ".")
+    if isinstance(whole.get("relevance"), str):
+        notes.append(
+            "NDCG@10 uses graded relevance (the data's grades, as MTEB scores them)."
+            if whole["relevance"] == "graded"
+            else "Relevance is binary: every answer of a question counts 1."
+        )
+    if "drop_shared" in data:
+        notes.append(
+            f"The split is the data's own ({data.get('split', 'given')}); `drop_shared: {data['drop_shared']}` "
+            + (
+                "dropped only the training pairs whose question is held out, and kept "
+                f"{data.get('train_pairs_sharing_an_answer', '?')} that share an answer with a held-out question."
+                if data["drop_shared"] == "questions"
+                else f"also dropped the {data.get('train_pairs_sharing_an_answer', '?')} training pairs that share "
+                "an answer with a held-out question."
+            )
+        )
     if "triplet_accuracy" in metrics.get("baseline", {}):
         notes.append(f"`triplet_accuracy`: {TRIPLET_NOTE}.")
     return [f"- {note}" for note in notes]
