@@ -41,7 +41,7 @@ def test_a_false_negative_above_95_percent_of_the_positive_is_dropped_and_counte
     assert "filters dropped 1 of 3 candidates (relative_margin 1)" in diagnostics.summary()
 
 
-def test_a_pair_without_a_valid_candidate_is_counted_not_crashed_on(caplog):
+def test_a_pair_without_a_valid_candidate_is_dropped_counted_and_logged(caplog):
     # Every candidate of qb (qa's answer included) scores above qb's positive: margin 0 removes them all.
     vectors = {
         "qa": query_vector(1),
@@ -62,6 +62,7 @@ def test_a_pair_without_a_valid_candidate_is_counted_not_crashed_on(caplog):
     assert mined.diagnostics.negative_scores["count"] == 1
     summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Mining: ")]
     assert len(summary) == 1 and summary[0].startswith("Mining: 1 of 2 pairs kept, negatives score")
+    assert any("1 of 2 training pairs got no negative" in r.getMessage() for r in caplog.records)  # a warning
 
 
 def test_a_pair_with_every_candidate_filtered_leaves_empty_score_summaries():

@@ -221,25 +221,6 @@ def test_random_negatives_come_from_the_top_range_max_and_are_never_positives(sm
     assert beyond_top_two > 0  # sampled, not simply the top two
 
 
-def test_a_pair_without_a_valid_candidate_is_dropped_counted_and_logged(caplog):
-    # Every candidate of qb (qa's answer included) scores above qb's positive: margin 0 removes them all.
-    vectors = {
-        "qa": query_vector(1),
-        "pa": unit(0.5, 0.8),
-        "qb": query_vector(0),
-        "pb": unit(0.2, 0.0),
-        "x": at(0.5),
-        "y": at(0.6),
-    }
-    train = Dataset.from_dict({"query": ["qa", "qb"], "answer": ["pa", "pb"]})
-    with caplog.at_level(logging.WARNING, logger="embedft.mining"):
-        triplets = mine_training_triplets(
-            train, word_model(vectors), MiningConfig(margin=0.0), seed=1, extra_documents=["x", "y"]
-        )
-    assert triplets["query"] == ["qa"]
-    assert any("1 of 2 training pairs got no negative" in r.getMessage() for r in caplog.records)
-
-
 @pytest.mark.parametrize("chunk_size", [1, 100])
 def test_mining_that_keeps_no_negative_returns_typed_empty_triplets(caplog, chunk_size):
     # Every candidate scores above both positives (each query's answer above the other's): nothing passes margin 0.
