@@ -61,12 +61,18 @@ def test_training_run_writes_metrics_model_config_and_events(finished_run):
         "pool": "whole",
         "questions": 8,
         "documents": 503,
+        "relevance": "binary",
+        "questions_seen_answers": 0,  # the random split holds out whole answer groups: nothing seen in training
+        "questions_unseen_answers": 8,
     }
     assert metrics["evaluation"]["baseline_and_final"] == {
         "split": "test",
         "pool": "whole",
         "questions": 16,
         "documents": 503,
+        "relevance": "binary",
+        "questions_seen_answers": 0,
+        "questions_unseen_answers": 16,
     }
     assert metrics["training"]["global_step"] == 8 and metrics["training"]["loss"] == "mnrl"
     assert [e["step"] for e in metrics["history"] if "triplet_accuracy" in e] == [4, 8]
