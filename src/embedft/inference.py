@@ -11,7 +11,7 @@ from embedft.config.schema import RunConfig
 from embedft.data.prepared import retrieval_pool
 from embedft.data.sources import load_corpus_file
 from embedft.errors import DataError
-from embedft.models.devices import resolve_device
+from embedft.models.devices import encoding, resolve_device
 from embedft.models.embedding_cache import EmbeddingCache, embedding_cache_root
 from embedft.models.loading import load_configured_model
 from embedft.run.files import RunFiles
@@ -111,6 +111,8 @@ def retrieve(
         corpus = read_texts([], corpus_file, None)
         if not corpus:
             raise DataError(f"the corpus {corpus_file} is empty: give a file with one document per line")
-    model = load_configured_model(config, model_path, resolve_device(config.device, for_training=False), "MODEL")
+    device = resolve_device(config.device, for_training=False)
+    model = load_configured_model(config, model_path, device, "MODEL")
     cache = corpus_cache(run_dir, config)
-    return search(model, queries, corpus, top_k=top_k, batch_size=config.evaluation.batch_size, cache=cache)
+    with encoding(config.evaluation.precision, model):  # as the final evaluation encoded the run's pool
+        return search(model, queries, corpus, top_k=top_k, batch_size=config.evaluation.batch_size, cache=cache)

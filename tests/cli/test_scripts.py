@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ def test_training_run_writes_metrics_model_config_and_events(finished_run):
     assert all("ndcg@10" in e for e in metrics["history"] if "triplet_accuracy" in e)
     data = metrics["data"]
     assert (data["eval_questions"], data["dev_questions"], data["train_pairs"]) == (16, 8, 64)
-    # max_pool (10,000) holds the whole pool here: the step scores rank all 503 answers, like baseline and final.
+    # max_pool (2,000) holds the whole pool here: the step scores rank all 503 answers, like baseline and final.
     assert metrics["evaluation"]["during_training"] == {
         "split": "dev",
         "pool": "whole",
@@ -74,13 +75,24 @@ def test_training_run_writes_metrics_model_config_and_events(finished_run):
         "questions_seen_answers": 0,
         "questions_unseen_answers": 16,
     }
-    assert metrics["training"]["global_step"] == 8 and metrics["training"]["loss"] == "mnrl"
-    assert [e["step"] for e in metrics["history"] if "triplet_accuracy" in e] == [4, 8]
+    # Two epochs of batches of 16: the mined rows, and the pairs short of a negative as their own batches.
+    batches = math.ceil(data["train_triplets"] / 16) + math.ceil(data["train_pairs_in_batch"] / 16)
+    assert data["train_triplets"] + data["train_pairs_in_batch"] == 64
+    steps = metrics["training"]["global_step"]
+    assert steps == 2 * batches and metrics["training"]["loss"] == "mnrl"
+    assert [e["step"] for e in metrics["history"] if "triplet_accuracy" in e] == [*range(4, steps, 4), steps]
     # The final model on the dev questions, as the last step scored them (what bench-ablation chooses on).
-    last_step = [e for e in metrics["history"] if "ndcg@10" in e][-1]
-    assert metrics["final_dev"]["ndcg@10"] == pytest.approx(last_step["ndcg@10"], abs=1e-4)
+    # The final model is the best checkpoint on the dev questions, merged with the base model as they chose.
+    dev_curve = {e["step"]: e["ndcg@10"] for e in metrics["history"] if "ndcg@10" in e}
+    best = max(dev_curve, key=lambda step: (dev_curve[step], -step))  # ties: the first
+    assert metrics["training"]["chosen_step"] == best
+    merge = metrics["merge"]
+    assert merge["setting"] == "auto" and list(merge["dev_scores"]) == ["0.5", "0.7", "0.85", "1.0"]
+    assert merge["weight"] == float(max(merge["dev_scores"], key=lambda a: (merge["dev_scores"][a], float(a))))
+    assert metrics["final_dev"]["ndcg@10"] == pytest.approx(merge["dev_scores"][str(merge["weight"])], abs=1e-6)
+    assert metrics["evaluation"]["precision"] == ("bf16" if cpu_has_bf16() else "fp32")
     assert (run_dir / "config.yaml").is_file() and (run_dir / "COMPLETE").is_file()
-    assert (run_dir / "checkpoints" / "checkpoint-8").is_dir()
+    assert (run_dir / "checkpoints" / f"checkpoint-{steps}").is_dir()
     assert "baseline" in result.stdout and "-> final" in result.stdout and str(run_dir) in result.stdout
     assert "report.md" in result.stdout.strip().splitlines()[-2] + result.stdout.strip().splitlines()[-1]
 
@@ -362,3 +374,20 @@ def test_dry_run_prints_the_mapped_pairs_and_split_sizes_and_writes_nothing(tmp_
     assert "answer: Open the menu and choose feature" in result.stdout
     assert "train_pairs 25, eval_pairs 5" in result.stdout
     assert not (tmp_path / "outputs").exists()
+
+
+def test_the_report_lists_real_test_questions_that_got_better_or_worse(finished_run):
+    output_dir, _ = finished_run
+    run_dir = (output_dir / "latest").resolve()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    changes = json.loads((run_dir / "questions.json").read_text())
+    counts = metrics["questions"]
+    assert counts == {key: changes[key] for key in ("questions", "improved", "unchanged", "worse")}
+    assert counts["questions"] == 16 and counts["improved"] + counts["unchanged"] + counts["worse"] == 16
+    test_questions = {json.loads(line)["query"] for line in (run_dir / "data" / "eval_triplets.jsonl").open()}
+    listed = changes["most_improved"] + changes["most_worsened"]
+    assert listed and all(entry["question"] in test_questions for entry in listed)
+    assert all(e["rank_after"] < (e["rank_before"] or 101) for e in changes["most_improved"])
+    report = (run_dir / "report.md").read_text()
+    assert "## Which questions got better or worse" in report and listed[0]["question"] in report
+    assert "## How the final model was chosen" in report and "| 1.0" in report

@@ -108,7 +108,7 @@ def test_bad_values_name_the_key(tmp_path, text, fragment):
 
 
 def test_evaluation_during_training_is_bounded_by_default_and_null_means_everything(tmp_path):
-    assert (RunConfig().evaluation.max_pool, RunConfig().evaluation.max_queries) == (10_000, None)
+    assert (RunConfig().evaluation.max_pool, RunConfig().evaluation.max_queries) == (2_000, None)
     config = load_config(write(tmp_path, "evaluation:\n  max_pool: null\n  max_queries: 50\n"))
     assert (config.evaluation.max_pool, config.evaluation.max_queries) == (None, 50)
 

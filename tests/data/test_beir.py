@@ -139,7 +139,8 @@ def test_a_random_split_puts_every_test_question_in_the_unseen_group(tmp_path):
     data = prepare_data(RunConfig(dataset_name=str(write_jsonl(tmp_path / "p.jsonl", rows)), test_size=4))
     task = build_retrieval_task(data.splits["test"], data.corpus, data.trained_answers)
     assert not task.seen and len(task.answer_groups()["unseen_answers"]) == 4
-    assert data.protocol() == {"split": "random"} and "train_pairs_sharing_an_answer" not in data.counts()
+    assert data.protocol()["split"] == "random" and "drop_shared" not in data.protocol()
+    assert "train_pairs_sharing_an_answer" not in data.counts()
 
 
 def test_a_beir_folder_reads_into_the_same_splits_as_the_flat_files(tmp_path):

@@ -174,16 +174,27 @@ def given_train() -> tuple[Dataset, object]:
     return train, read_given_negatives(train, train, set())
 
 
+def test_a_pair_short_of_given_negatives_trains_as_an_in_batch_pair():
+    train, given = given_train()
+    options = MiningConfig(num_negatives=2, given_negatives="use")  # unmined_pairs: in_batch, the default
+    result = given_negatives_training_set(train, given, None, options, seed=1)
+    assert rows_of(result.pairs) == [{"query": "qa", "answer": "pa"}]
+    pairs = result.diagnostics.to_dict()["pairs"]
+    assert (pairs["kept"], pairs["kept_in_batch"], pairs["left_out"]) == (1, 1, 0)
+
+
 def test_use_takes_only_given_negatives_and_leaves_short_pairs_out_without_mining(caplog):
     train, given = given_train()
-    options = MiningConfig(num_negatives=2, given_negatives="use")
+    options = MiningConfig(num_negatives=2, given_negatives="use", unmined_pairs="drop")
     with caplog.at_level(logging.WARNING, logger="embedft.mining"):
         result = given_negatives_training_set(train, given, None, options, seed=1)  # no model: nothing is mined
     assert result.triplets.column_names == ["query", "answer", "negative_1", "negative_2"]
     assert rows_of(result.triplets) == [{"query": "qb", "answer": "pb", "negative_1": "g1", "negative_2": "g2"}]
     diagnostics = result.diagnostics.to_dict()
-    assert diagnostics["search"] == "none"
-    assert diagnostics["pairs"] == {"total": 2, "kept": 1, "without_negative": 0, "too_few_negatives": 1}
+    assert diagnostics["search"] == "none" and result.pairs is None
+    pairs = diagnostics["pairs"]
+    assert (pairs["total"], pairs["kept"], pairs["without_negative"], pairs["too_few_negatives"]) == (2, 1, 0, 1)
+    assert pairs["left_out"] == 1
     assert diagnostics["given_negatives"]["used"] == 2 and diagnostics["given_negatives"]["pairs_mined"] == 0
     assert any("1 of 2 training pairs have fewer than" in r.getMessage() for r in caplog.records)
 

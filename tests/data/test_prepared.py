@@ -289,7 +289,8 @@ def test_questions_and_answers_drops_training_pairs_that_share_any_text_with_the
     train = data.splits["train"]
     assert len(train) == 10 and data.counts()["train_overlap_dropped"] == 2
     assert not set(train["answer"]) & set(data.splits["test"]["answer"])
-    assert data.protocol() == {"split": "split_column", "drop_shared": "questions_and_answers"}
+    protocol = data.protocol()
+    assert (protocol["split"], protocol["drop_shared"]) == ("split_column", "questions_and_answers")
 
 
 def test_a_separate_eval_file_drops_overlapping_training_pairs(tmp_path):
@@ -356,3 +357,30 @@ def test_the_split_fingerprint_is_streamed_and_equals_the_one_string_hash():
     expected = hashlib.sha256(json.dumps(sorted(zip(queries, answers))).encode("utf-8")).hexdigest()
     assert pairs_digest(queries, answers) == expected
     assert pairs_digest(list(reversed(queries)), list(reversed(answers))) == expected
+
+
+def test_dev_size_auto_holds_out_5_percent_of_a_large_training_side_at_most_500(tmp_path):
+    from embedft.config.schema import RunConfig
+    from embedft.data.prepared import prepare_data
+
+    rows = [{"query": f"question {i}?", "answer": f"answer {i}."} for i in range(1_300)]
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    data = prepare_data(RunConfig(dataset_name=str(path), test_size=100))  # dev_size: auto, the default
+    assert data.counts()["dev_questions"] == 60  # 5% of the 1,200 training questions
+    assert data.protocol()["dev"] == "60 questions (5% of 1,200, at most 500)"
+    assert len(data.splits["train"]) == 1_140
+    # The same data with every question asked twice: 2,400 pairs, still 5% of 1,200 questions.
+    twice = rows + [{"query": row["query"], "answer": row["answer"] + " Also."} for row in rows]
+    data = prepare_data(RunConfig(dataset_name=str(write_jsonl(tmp_path / "twice.jsonl", twice)), test_size=100))
+    assert data.counts()["dev_questions"] == 60 and data.counts()["dev_pairs"] == 120
+
+
+def test_dev_size_auto_holds_out_nothing_from_a_small_training_side_and_says_why(faq_pairs):
+    from embedft.config.schema import RunConfig
+    from embedft.data.prepared import prepare_data
+
+    data = prepare_data(RunConfig())  # the packaged FAQ: about 400 training pairs
+    assert "dev" not in data.splits
+    assert data.protocol()["dev"].startswith("none: the training side has 401 pairs, fewer than 1,000")
+    assert "dev" not in prepare_data(RunConfig(dev_size=None)).protocol()
+    assert prepare_data(RunConfig(dev_size=20)).counts()["dev_questions"] == 20

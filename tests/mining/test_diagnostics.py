@@ -53,10 +53,20 @@ def test_a_pair_without_a_valid_candidate_is_dropped_counted_and_logged(caplog):
     }
     train = Dataset.from_dict({"query": ["qa", "qb"], "answer": ["pa", "pb"]})
     with caplog.at_level(logging.INFO, logger="embedft.mining"):
-        mined = mine_training_set(train, word_model(vectors), MiningConfig(margin=0.0), 1, extra_documents=["x", "y"])
-    assert mined.triplets["query"] == ["qa"]
+        options = MiningConfig(margin=0.0, unmined_pairs="drop")
+        mined = mine_training_set(train, word_model(vectors), options, 1, extra_documents=["x", "y"])
+    assert mined.triplets["query"] == ["qa"] and mined.pairs is None
     pairs = mined.diagnostics.to_dict()["pairs"]
-    assert pairs == {"total": 2, "kept": 1, "without_negative": 1, "too_few_negatives": 0}
+    assert pairs == {
+        "total": 2,
+        "kept": 1,
+        "without_negative": 1,
+        "too_few_negatives": 0,
+        "unmined_pairs": "drop",
+        "kept_in_batch": 0,
+        "kept_with_random_negatives": 0,
+        "left_out": 1,
+    }
     assert mined.diagnostics.filtered == {"absolute_margin": 3}  # pa, x and y, all above pb
     assert mined.diagnostics.positive_scores["count"] == 2  # every pair's positive, kept or not
     assert mined.diagnostics.negative_scores["count"] == 1
@@ -109,13 +119,14 @@ def test_n_tuples_drop_pairs_with_too_few_negatives_and_count_them(caplog):
         "c": unit(0.85, 0.3),
     }
     train = Dataset.from_dict({"query": ["q", "r"], "answer": ["pos", "rpos"]})
-    options = MiningConfig(margin=0.0, num_negatives=2)
+    options = MiningConfig(margin=0.0, num_negatives=2, unmined_pairs="drop")
     with caplog.at_level(logging.WARNING, logger="embedft.mining"):
         mined = mine_training_set(train, word_model(vectors), options, seed=1, extra_documents=["a", "b", "c"])
     assert mined.triplets.column_names == ["query", "answer", "negative_1", "negative_2"]
     assert [row[:3] for row in rows(mined.triplets)] == [("r", "rpos", "c")]
     pairs = mined.diagnostics.to_dict()["pairs"]
-    assert pairs == {"total": 2, "kept": 1, "without_negative": 0, "too_few_negatives": 1}
+    assert (pairs["total"], pairs["kept"], pairs["without_negative"], pairs["too_few_negatives"]) == (2, 1, 0, 1)
+    assert pairs["left_out"] == 1
     assert mined.diagnostics.negatives == 2  # the kept row's two negatives; q's lone "a" is not counted
     assert any(
         "1 of 2 training pairs got fewer than mining.num_negatives=2 negatives" in r.getMessage()
@@ -188,3 +199,41 @@ def test_the_report_has_a_mining_section_and_plot(tmp_path):
 def test_a_report_without_mining_json_has_no_mining_section(tmp_path):
     text = write_report(tmp_path, sample_metrics(), None).read_text()
     assert "## Mining" not in text and not (tmp_path / PLOT_FILES["mining"]).exists()
+
+
+def unmined_fixture() -> tuple[dict[str, list[float]], Dataset, list[str]]:
+    """qb's best candidates (y, x, pa) all score above its positive pb; z scores below it, out of a window of 1."""
+    vectors = {
+        "qa": query_vector(1),
+        "pa": unit(0.5, 0.8),
+        "qb": query_vector(0),
+        "pb": unit(0.2, 0.0),
+        "x": at(0.5),
+        "y": at(0.6),
+        "z": at(0.1),
+    }
+    return vectors, Dataset.from_dict({"query": ["qa", "qb"], "answer": ["pa", "pb"]}), ["x", "y", "z"]
+
+
+def test_a_pair_without_a_valid_candidate_still_trains_as_an_in_batch_pair(tmp_path):
+    vectors, train, extra = unmined_fixture()
+    options = MiningConfig(margin=0.0, range_max=1)  # unmined_pairs: in_batch, the default
+    mined = mine_training_set(train, word_model(vectors), options, 1, extra_documents=extra, pairs_path=tmp_path / "p")
+    assert [row[0] for row in rows(mined.triplets)] == ["qa"]
+    assert rows(mined.pairs) == [("qb", "pb")] and mined.pairs.column_names == ["query", "answer"]
+    assert rows(load_triplets(tmp_path / "p")) == [("qb", "pb")]
+    pairs = mined.diagnostics.to_dict()["pairs"]
+    assert (pairs["without_negative"], pairs["kept_in_batch"], pairs["left_out"]) == (1, 1, 0)
+
+
+def test_a_pair_without_a_valid_candidate_gets_a_seeded_random_negative_below_the_window():
+    vectors, train, extra = unmined_fixture()
+    options = MiningConfig(margin=0.0, range_max=1, unmined_pairs="random_negative")
+    runs = [mine_training_set(train, word_model(vectors), options, 1, extra_documents=extra) for _ in range(2)]
+    mined = runs[0]
+    # qb searches 3 candidates (range_max, room for its positive and its own text): y, x and pa; z lies below.
+    assert ("qb", "pb", "z") in rows(mined.triplets) and rows(runs[1].triplets) == rows(mined.triplets)
+    assert mined.pairs is None
+    pairs = mined.diagnostics.to_dict()["pairs"]
+    assert (pairs["kept"], pairs["kept_with_random_negatives"], pairs["left_out"]) == (2, 1, 0)
+    assert mined.diagnostics.to_dict()["random_negatives"] == 1

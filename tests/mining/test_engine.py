@@ -232,7 +232,7 @@ def test_mining_that_keeps_no_negative_returns_typed_empty_triplets(caplog, chun
         "x": unit(0.7, 0.7),
     }
     train = Dataset.from_dict({"query": ["qa", "qb"], "answer": ["pa", "pb"]})
-    options = MiningConfig(margin=0.0, chunk_size=chunk_size)
+    options = MiningConfig(margin=0.0, chunk_size=chunk_size, unmined_pairs="drop")
     with caplog.at_level(logging.WARNING, logger="embedft.mining"):
         triplets = mine_training_triplets(train, word_model(vectors), options, seed=1, extra_documents=["x"])
     assert len(triplets) == 0

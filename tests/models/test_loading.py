@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import embedft.models.devices
 from embedft.errors import ModelError
 from embedft.models.devices import resolve_device, resolve_precision
 from embedft.models.loading import load_model, resolve_model_source, warn_if_truncated
@@ -170,3 +171,33 @@ def test_saved_passage_prompt_reaches_documents_after_loading(tmp_path):
     plain.save(str(tmp_path / "plain"))
     assert load_model(str(tmp_path / "plain"), "cpu").prompts == {"query": "", "document": ""}
     assert load_model(str(tmp_path / "e5"), "cpu", use_prompts=False).prompts == {}
+
+
+def test_auto_encoding_precision_is_bf16_where_the_hardware_has_it(monkeypatch):
+    from embedft.models.devices import encoding_precision
+
+    monkeypatch.setattr(embedft.models.devices, "cpu_has_bf16", lambda: True)
+    assert encoding_precision("auto", "cpu") == "bf16" and encoding_precision("fp32", "cpu") == "fp32"
+    monkeypatch.setattr(embedft.models.devices, "cpu_has_bf16", lambda: False)
+    assert encoding_precision("auto", "cpu") == "fp32" and encoding_precision("bf16", "cpu") == "bf16"
+    assert encoding_precision("auto", "mps") == "fp32"
+
+
+def test_bf16_encoding_stays_within_rounding_of_fp32_and_is_cached_apart(minilm, tmp_path):
+    from embedft.models.devices import encoding
+    from embedft.models.embedding_cache import EmbeddingCache
+
+    texts = ["How long is a building permit valid?", "A permit lapses after two years without work."]
+    fp32 = minilm.encode_document(texts)
+    cache = EmbeddingCache(tmp_path)
+    fp32_store = cache.store(minilm, "document")
+    with encoding("bf16", minilm) as precision:
+        bf16 = minilm.encode_document(texts)
+        bf16_store = cache.store(minilm, "document")
+    assert precision == "bf16" and bf16.dtype == np.float32
+    cosines = (fp32 * bf16).sum(axis=1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert cosines.min() > 0.999 and not np.array_equal(fp32, bf16)
+    assert bf16_store is not fp32_store  # embeddings of one precision are never read for the other
+    assert np.array_equal(minilm.encode_document(texts), fp32)  # the block's end gives the model back as it was
+    with encoding("fp32", minilm) as precision:
+        assert precision == "fp32" and np.array_equal(minilm.encode_document(texts), fp32)

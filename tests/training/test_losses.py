@@ -73,8 +73,25 @@ def train(config: RunConfig, rows: Dataset, tmp_path) -> list[float]:
         ("cached_gist", {}),
         ("symmetric", {}),
         ("mnrl", {"matryoshka_dims": [256, 64]}),
+        ("mnrl", {"directions": ["query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc"]}),
+        ("cached_mnrl", {"directions": ["query_to_doc", "doc_to_query"], "partition_mode": "per_direction"}),
+        ("mnrl", {"hardness_mode": "in_batch_negatives", "hardness_strength": 9.0}),
+        ("mnrl", {"hardness_mode": "hard_negatives", "hardness_strength": 5.0}),
+        ("cached_mnrl", {"hardness_mode": "all_negatives", "hardness_strength": 5.0}),
     ],
-    ids=["mnrl", "cached_mnrl", "gist", "cached_gist", "symmetric", "mnrl-matryoshka"],
+    ids=[
+        "mnrl",
+        "cached_mnrl",
+        "gist",
+        "cached_gist",
+        "symmetric",
+        "mnrl-matryoshka",
+        "mnrl-gte-four-directions",
+        "cached_mnrl-per-direction",
+        "mnrl-hardness-in-batch",
+        "mnrl-hardness-hard-negatives",
+        "cached_mnrl-hardness-all",
+    ],
 )
 def test_each_loss_lowers_the_training_loss(loss, training, tmp_path):
     losses = train(loss_config(loss, **training), arbitrary_rows(), tmp_path)
@@ -172,3 +189,29 @@ def test_impossible_loss_settings_are_one_line_config_errors(overrides, expected
     with pytest.raises(ConfigError) as error:
         load_config(None, overrides)
     assert one_line(error).startswith(expected)
+
+
+def test_the_contrast_options_reach_the_loss(minilm):
+    training = {"directions": ["query_to_doc", "query_to_query"], "hardness_mode": "hard_negatives"}
+    loss = build_loss(minilm, loss_config("mnrl", hardness_strength=5.0, **training))
+    assert loss.directions == ("query_to_doc", "query_to_query") and loss.partition_mode == "joint"
+    assert loss.hardness_mode == "hard_negatives" and loss.hardness_strength == 5.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["training.directions=[doc_to_query]"], "must include query_to_doc"),
+        (["training.loss=gist", "training.directions=[query_to_doc,doc_to_query]"], "only apply to training.loss"),
+        (
+            ["training.directions=[query_to_doc,doc_to_doc]", "training.partition_mode=per_direction"],
+            "per_direction cannot normalise",
+        ),
+        (["training.hardness_strength=5"], "hardness_mode is null"),
+        (["training.hardness_mode=hard_negatives", "training.hardness_strength=-1"], "must be 0 or more"),
+        (["training.directions=[query_to_doc,sideways]"], "'training.directions' must be"),
+    ],
+)
+def test_impossible_contrast_options_are_one_line_config_errors(overrides, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(None, overrides)

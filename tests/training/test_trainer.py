@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from datasets import Dataset
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
 from embedft.config.schema import MiningConfig, RunConfig, TrainingConfig
 from embedft.evaluation.evaluators import build_evaluator, evaluate
@@ -151,3 +152,54 @@ def test_only_a_non_finite_training_loss_stops_the_run(tmp_path):
         trainer.train()
     assert raised.value.step == 1
     assert not list((tmp_path / "ckpt").glob("checkpoint-*"))
+
+
+class ScriptedDevCurve(BaseEvaluator):
+    """A dev evaluator whose NDCG@10 follows a hand-made curve, one value per evaluation, as the step evaluator
+    names it (``ir_steps_cosine_ndcg@10``)."""
+
+    def __init__(self, curve: list[float]) -> None:
+        super().__init__()
+        self.curve = list(curve)
+        self.greater_is_better = True
+        self.primary_metric = "ir_steps_cosine_ndcg@10"
+
+    def __call__(self, model, output_path=None, epoch=-1, steps=-1) -> dict[str, float]:
+        return {"ir_steps_cosine_ndcg@10": self.curve.pop(0)}
+
+
+def test_the_final_model_is_the_checkpoint_with_the_best_dev_score(tmp_path):
+    from sentence_transformers.sentence_transformer import SentenceTransformer
+
+    rows = Dataset.from_dict(
+        {
+            "query": ["permit fee", "roof", "deck"],
+            "answer": ["fee", "deck permit", "roof fee"],
+            "negative": ["roof", "fee", "permit"],
+        }
+    )
+    model = tiny_word_model()
+    training = TrainingConfig(report_to=[], eval_steps=2, save_steps=2, max_steps=6, logging_steps=1, bf16=False)
+    config = RunConfig(batch_size=3, learning_rate=0.05, warmup_ratio=0.0, training=training)
+    result = train_model(
+        model, rows, None, ScriptedDevCurve([0.5, 0.9, 0.6]), config, str(tmp_path / "ckpt"), "cpu", scores_dev=True
+    )
+    assert result.global_step == 6 and result.chosen_step == 4  # dev NDCG@10 0.5, 0.9, 0.6 at steps 2, 4, 6
+    assert [entry["ndcg@10"] for entry in result.history if "ndcg@10" in entry] == [0.5, 0.9, 0.6]
+    texts = ["permit fee", "roof deck", "fee"]
+    now = model.encode(texts)
+    assert np.allclose(SentenceTransformer(str(tmp_path / "ckpt" / "checkpoint-4")).encode(texts), now)
+    assert not np.allclose(SentenceTransformer(str(tmp_path / "ckpt" / "checkpoint-6")).encode(texts), now)
+
+
+def test_without_dev_questions_or_with_best_on_dev_off_the_last_step_stays(tmp_path):
+    for scores_dev, best_on_dev in ((False, True), (True, False)):
+        training = TrainingConfig(report_to=[], eval_steps=2, save_steps=3, best_on_dev=best_on_dev)
+        args = build_training_arguments(
+            RunConfig(training=training), str(tmp_path), "cpu", True, scores_dev=scores_dev
+        )
+        assert not args.load_best_model_at_end and args.save_steps == 3
+    training = TrainingConfig(report_to=[], eval_steps=2, save_steps=3)
+    args = build_training_arguments(RunConfig(training=training), str(tmp_path), "cpu", True, scores_dev=True)
+    assert args.load_best_model_at_end and args.metric_for_best_model == "ir_steps_cosine_ndcg@10"
+    assert args.save_steps == 2  # a checkpoint at every evaluation, so the best one exists

@@ -76,6 +76,25 @@ class MiningConfig:
         "exact.",
     )
     device: str = _option("cpu", "Device of the mining model; the CPU keeps the GPU's memory for training.")
+    precision: Literal["auto", "bf16", "fp32"] = _option(
+        "auto",
+        "What the mining model encodes in: 'auto' is bf16 where mining.device computes in it natively (Ampere+ GPUs, "
+        "CPUs with AVX512-BF16/AMX; about 1.8x faster there), else fp32.",
+    )
+    unmined_pairs: Literal["in_batch", "random_negative", "drop"] = _option(
+        "in_batch",
+        "Training pairs for which no candidate passes the filters (with num_negatives > 1: fewer than num_negatives "
+        "do). 'in_batch': they still train, as (query, answer) rows whose only negatives are the batch's other "
+        "answers (a second training dataset under the same loss). 'random_negative': each missing negative is a "
+        "seeded random pool document ranked below range_max (an easy negative, never a positive). 'drop': left out. "
+        "mining.json counts them.",
+    )
+    rounds: int = _option(
+        1,
+        "Rounds of mining and training. 2: train num_epochs / 2 epochs, mine the training pool again with that model "
+        "(positive-aware: relative_margin 0.05 unless set, so its sharper false negatives are filtered), then train "
+        "the rest from its weights (ANCE, RocketQA). The optimizer steps stay the same.",
+    )
 
 
 @dataclass
@@ -137,6 +156,31 @@ class TrainingConfig:
         "Also train embeddings truncated to these sizes (MatryoshkaLoss around the loss), e.g. [256, 128, 64]; the "
         "full size is always trained too. []: off.",
     )
+    directions: list[Literal["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"]] = _option(
+        ["query_to_doc"],
+        "What the mnrl and cached_mnrl losses contrast (MultipleNegativesRankingLoss's directions): 'query_to_doc' "
+        "(always; the query's answer against the other answers and negatives), 'doc_to_query' (the answer's query "
+        "against the other queries), 'query_to_query', 'doc_to_doc'; all four, with partition_mode 'joint', is GTE's "
+        "improved contrastive loss.",
+    )
+    partition_mode: Literal["joint", "per_direction"] = _option(
+        "joint",
+        "How the directions are normalised: 'joint', one softmax over all of them; 'per_direction', one each, "
+        "averaged (not with query_to_query or doc_to_doc).",
+    )
+    hardness_mode: Literal["in_batch_negatives", "hard_negatives", "all_negatives"] | None = _option(
+        None,
+        "Weight harder negatives more in mnrl and cached_mnrl (adds hardness_strength * similarity to their logits): "
+        "'in_batch_negatives' (Lan et al. 2025, strength 9), 'hard_negatives' (the mined ones; EmbeddingGemma, "
+        "strength 5), 'all_negatives'; null: off.",
+    )
+    hardness_strength: float = _option(0.0, "Strength of hardness_mode (0 or more).")
+    best_on_dev: bool = _option(
+        True,
+        "With dev questions scored during training, the final model is the checkpoint with the best dev NDCG@10 "
+        "(load_best_model_at_end; checkpoints are then saved at every evaluation and after the last step); false, "
+        "or without dev questions: the last step.",
+    )
     # Any other SentenceTransformerTrainingArguments field given under training:, with the library's own name and
     # value (gradient_accumulation_steps, lr_scheduler_type, optim, load_best_model_at_end, ...). Written back as
     # plain keys of training: (to_dict), so a run's saved config reloads as it was written.
@@ -165,15 +209,22 @@ class EvaluationConfig:
         1000, "Evaluation triplets whose similarities are histogrammed in the report (before and after)."
     )
     max_pool: int | None = _option(
-        10_000,
-        "Documents ranked by the evaluation during training: every positive of the questions, their mined hard "
-        "negatives, then a seeded random sample of the rest (the NanoBEIR recipe); null: the whole pool. Baseline "
-        "and final rank the whole pool unless final_pool is 'bounded'.",
+        2_000,
+        "Documents ranked by the evaluation during training (and the merge's dev scores): every positive of the "
+        "questions, their mined hard negatives, then a seeded random sample of the rest (the NanoBEIR recipe), small "
+        "enough for ten dev evaluations a run on a CPU; null: the whole pool. Baseline and final rank the whole pool "
+        "unless final_pool is 'bounded'.",
     )
     max_queries: int | None = _option(
         None,
         "Questions scored during training, a seeded sample; null: all of them. Baseline and final score every test "
         "question unless final_pool is 'bounded'.",
+    )
+    precision: Literal["auto", "bf16", "fp32"] = _option(
+        "auto",
+        "What baseline, final, the merge's dev scores and make eval-embed encode in, always the same for all of them: "
+        "'auto' is bf16 where the device computes in it natively (Ampere+ GPUs, CPUs with AVX512-BF16/AMX), else "
+        "fp32. metrics.json evaluation.precision records it. (Scores during training follow training.bf16.)",
     )
     final_pool: Literal["whole", "bounded"] = _option(
         "whole",
@@ -235,11 +286,13 @@ class RunConfig:
         "answer are held out together, with all their answers. With split_column or data_format: beir: caps the "
         "official test questions (null: all of them, as MTEB scores).",
     )
-    dev_size: int | float | None = _option(
-        None,
-        "Questions held out of the training side (like test_size) for evaluation during training, so the test "
-        "questions are scored only before and after; null: step-wise scores use the test questions. A BEIR folder's "
-        "dev qrels are the dev questions when it has them (dev_size then caps them).",
+    dev_size: int | float | Literal["auto"] | None = _option(
+        "auto",
+        "Questions held out of the training side (like test_size) for evaluation during training, the choice of "
+        "checkpoint (training.best_on_dev) and of merge_with_base, so the test questions are scored only before and "
+        "after. 'auto': 5% of the training side's questions, at most 500, when it has at least 1,000 pairs (else "
+        "none, and the report says why); null: none, step-wise scores use the test questions. A BEIR folder's dev "
+        "qrels are the dev questions when it has them (dev_size then caps them).",
     )
     split_column: str | None = _option(
         None, "Column that holds the data's own split (e.g. 'split'); null: a seeded random split by test_size."
@@ -317,6 +370,13 @@ class RunConfig:
     warmup_ratio: float = _option(0.1, "Fraction of training steps with linear learning-rate warm-up.")
     temperature: float = _option(
         0.05, "Loss temperature: similarities are divided by it (MNRL's scale = 1/temperature); lower is sharper."
+    )
+    merge_with_base: float | Literal["auto", "off", False] = _option(  # YAML reads a bare off as false
+        "auto",
+        "Interpolate the trained weights with the base model's, w = (1 - a) * base + a * trained (WiSE-FT), to keep "
+        "what the base model knew. 'auto': with dev questions, score a = 0.5, 0.7, 0.85 and 1.0 on them and keep the "
+        "best (metrics.json merge records each); without dev questions, off. A number in [0, 1]: that a. 'off': the "
+        "trained model as it is.",
     )
     device: str | None = _option(
         None,

@@ -52,10 +52,15 @@ def validate_sizes(config: RunConfig) -> None:
     if config.sample_size is not None and config.sample_size <= 0:
         raise ConfigError(f"'sample_size' must be greater than 0 or null (all pairs), got {config.sample_size}")
     for key, size in (("test_size", config.test_size), ("dev_size", config.dev_size)):
+        if size == "auto":
+            continue
         if isinstance(size, float) and not 0 < size < 1:
             raise ConfigError(f"'{key}' as a fraction must lie in (0, 1), got {size}")
         if isinstance(size, int) and size < 1:
             raise ConfigError(f"'{key}' must be at least 1 held-out question, got {size}")
+    merge = config.merge_with_base
+    if isinstance(merge, float) and not 0 <= merge <= 1:
+        raise ConfigError(f"'merge_with_base' must be 'auto', 'off' or a weight a in [0, 1], got {merge}")
     if config.weight_decay < 0:
         raise ConfigError(f"'weight_decay' must be 0 or more, got {config.weight_decay}")
     if not 0 <= config.warmup_ratio < 1:
@@ -90,10 +95,47 @@ def validate_loss_options(config: RunConfig) -> None:
     if training.save_total_limit is not None and training.save_total_limit < 1:
         raise ConfigError("'training.save_total_limit' must be at least 1, or null to keep every checkpoint")
     check_gist_negatives(training.loss, config.mining.num_negatives)
+    check_contrast_options(training)
     key = guide_key(training)
     if training.loss in GUIDED_LOSSES and getattr(config, key).startswith("static:"):
         # Caught here, before mining, for static: names; a hub static model is refused once loaded (load_guide).
         raise ConfigError(static_guide_refusal(training, key))
+
+
+# The losses that take training.directions, partition_mode and hardness_mode (MultipleNegativesRankingLoss's own).
+CONTRAST_LOSSES = ("mnrl", "cached_mnrl")
+
+
+def check_contrast_options(training: TrainingConfig) -> None:
+    """``training.directions``, ``partition_mode`` and ``hardness_mode``/``hardness_strength``: only the mnrl losses
+    take them, ``query_to_doc`` is always among the directions, and ``per_direction`` normalises only the directions
+    between a query and a document."""
+    changed = [
+        key
+        for key, value, default in (
+            ("directions", training.directions, ["query_to_doc"]),
+            ("partition_mode", training.partition_mode, "joint"),
+            ("hardness_mode", training.hardness_mode, None),
+        )
+        if value != default
+    ]
+    if changed and training.loss not in CONTRAST_LOSSES:
+        keys = ", ".join(f"'training.{key}'" for key in changed)
+        raise ConfigError(f"{keys} only apply to training.loss mnrl or cached_mnrl, not {training.loss}")
+    if "query_to_doc" not in training.directions:
+        raise ConfigError("'training.directions' must include query_to_doc (the query's own answer against the rest)")
+    if len(set(training.directions)) < len(training.directions):
+        raise ConfigError(f"'training.directions' names a direction twice: {training.directions}")
+    same_side = {"query_to_query", "doc_to_doc"} & set(training.directions)
+    if training.partition_mode == "per_direction" and same_side:
+        raise ConfigError(
+            f"'training.partition_mode' per_direction cannot normalise {sorted(same_side)}: use joint, or keep only "
+            "query_to_doc and doc_to_query"
+        )
+    if training.hardness_strength < 0:
+        raise ConfigError(f"'training.hardness_strength' must be 0 or more, got {training.hardness_strength}")
+    if training.hardness_strength > 0 and training.hardness_mode is None:
+        raise ConfigError("'training.hardness_strength' is set but training.hardness_mode is null: set both")
 
 
 def validate_mining_options(config: RunConfig) -> None:
@@ -108,6 +150,10 @@ def validate_mining_options(config: RunConfig) -> None:
         raise ConfigError(
             f"'mining.num_negatives' must be 0 (in-batch negatives only) or more, got {mining.num_negatives}"
         )
+    if mining.rounds < 1:
+        raise ConfigError(f"'mining.rounds' must be 1 or more, got {mining.rounds}")
+    if mining.rounds > 1 and mining.num_negatives == 0:
+        raise ConfigError("'mining.rounds' above 1 mines again, but mining.num_negatives is 0: set one of them")
     if mining.range_min < 0:
         raise ConfigError(f"'mining.range_min' must be 0 or more, got {mining.range_min}")
     if mining.range_max is not None:

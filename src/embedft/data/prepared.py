@@ -23,7 +23,9 @@ from embedft.data.rows import (
 )
 from embedft.data.sources import load_corpus_file, load_pairs
 from embedft.data.split import (
+    AUTO_DEV_MAX_QUESTIONS,
     SharedWithHeldOut,
+    auto_dev_size,
     drop_shared,
     hold_out_questions,
     sample_pairs,
@@ -48,11 +50,13 @@ class PreparedData:
     stats: CleaningStats
     split: str = "random"  # how the held-out side was chosen: random, split_column, eval_dataset or beir
     shared: SharedWithHeldOut | None = None  # a given split: what its training side shared with the held-out side
+    dev: str | None = None  # dev_size 'auto': how many dev questions it held out, or why none
 
     def protocol(self) -> dict[str, str]:
-        """How the split was made, for ``metrics.json`` and the report: ``split``, and ``drop_shared`` (the rule that
-        ran) for a given split."""
-        return {"split": self.split, **({"drop_shared": self.shared.rule} if self.shared is not None else {})}
+        """How the split was made, for ``metrics.json`` and the report: ``split``, ``drop_shared`` (the rule that
+        ran) for a given split, and ``dev`` (what ``dev_size: auto`` chose)."""
+        protocol = {"split": self.split, **({"drop_shared": self.shared.rule} if self.shared is not None else {})}
+        return protocol | ({"dev": self.dev} if self.dev is not None else {})
 
     @property
     def shares_documents(self) -> bool:
@@ -252,10 +256,14 @@ def prepare_data(config: RunConfig) -> PreparedData:
         if kind != "eval_dataset":  # the data's own test split: test_size caps its questions (null: all)
             splits["test"] = sample_questions(sides["test"], config.test_size, config.seed)
         if "dev" in sides:
-            splits["dev"] = sample_questions(sides["dev"], config.dev_size, config.seed, key="dev_size")
+            dev_size = AUTO_DEV_MAX_QUESTIONS if config.dev_size == "auto" else config.dev_size
+            splits["dev"] = sample_questions(sides["dev"], dev_size, config.seed, key="dev_size")
         train, shared = drop_shared(sides["train"], list(splits.values()), config.drop_shared)
+    dev_note = None
     if config.dev_size is not None and "dev" not in splits:
-        train, splits["dev"] = hold_out_questions(train, config.dev_size, config.seed, key="dev_size")
+        dev_size, dev_note = auto_dev_size(train) if config.dev_size == "auto" else (config.dev_size, None)
+        if dev_size is not None:
+            train, splits["dev"] = hold_out_questions(train, dev_size, config.seed, key="dev_size")
     splits["train"] = sample_pairs(train, config.sample_size, config.seed)
     data = PreparedData(
         splits=DatasetDict({name: splits[name] for name in ("train", "dev", "test") if name in splits}),
@@ -264,6 +272,7 @@ def prepare_data(config: RunConfig) -> PreparedData:
         stats=stats,
         split=kind,
         shared=shared,
+        dev=dev_note,
     )
     log_split(config, data)
     return data
@@ -281,6 +290,8 @@ def log_split(config: RunConfig, data: PreparedData) -> None:
         counts["eval_questions"],
         f", {counts['dev_pairs']} dev pairs ({counts['dev_questions']} questions)" if "dev" in data.splits else "",
     )
+    if data.dev is not None:
+        logger.info("dev_size auto: %s", data.dev)
     if not data.extra_documents:
         return
     source = config.dataset_name if data.split == "beir" else config.corpus_file

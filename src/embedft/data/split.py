@@ -96,6 +96,27 @@ def pick_groups(groups: list[list[str]], count: int, seed: int) -> set[str]:
     return chosen
 
 
+# dev_size 'auto': dev questions are held out of a training side of at least this many pairs, this share of its
+# questions and at most this many (enough to choose a checkpoint on, a small part of the training data).
+AUTO_DEV_MIN_PAIRS = 1_000
+AUTO_DEV_SHARE = 0.05
+AUTO_DEV_MAX_QUESTIONS = 500
+
+
+def auto_dev_size(train: Dataset) -> tuple[int | None, str]:
+    """The dev questions ``dev_size: auto`` holds out of ``train``, and why, in words for the log and the report:
+    :data:`AUTO_DEV_SHARE` of its questions, at most :data:`AUTO_DEV_MAX_QUESTIONS`, or None when it has fewer than
+    :data:`AUTO_DEV_MIN_PAIRS` pairs (each pair is then worth more as training data)."""
+    if len(train) < AUTO_DEV_MIN_PAIRS:
+        return None, (
+            f"none: the training side has {len(train):,} pairs, fewer than {AUTO_DEV_MIN_PAIRS:,} (set dev_size to "
+            "hold out dev questions anyway)"
+        )
+    questions = len(set(train[QUERY]))
+    count = min(AUTO_DEV_MAX_QUESTIONS, max(1, round(AUTO_DEV_SHARE * questions)))
+    return count, f"{count:,} questions ({AUTO_DEV_SHARE:.0%} of {questions:,}, at most {AUTO_DEV_MAX_QUESTIONS})"
+
+
 def hold_out_questions(
     dataset: Dataset, size: int | float, seed: int, key: str = "test_size"
 ) -> tuple[Dataset, Dataset]:

@@ -6,6 +6,7 @@ This module imports torch and sentence-transformers at the top: only scoring imp
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -63,29 +64,46 @@ def ndcg_at_k(gains: list[float], ideal_gains: list[float], k: int) -> float:
     return InformationRetrievalEvaluator.compute_dcg_at_k(gains, k) / ideal if ideal > 0 else 0.0
 
 
+# The documents kept of each question's ranking for the report's list of questions that got better or worse.
+RANKING_TOP = 3
+
+
+@dataclass
+class QueryRanking:
+    """Where one question's first relevant document ranked (1-based; None: below the evaluator's deepest cut-off,
+    100), and the ids of its top :data:`RANKING_TOP` documents."""
+
+    rank: int | None
+    top: list[str]
+
+
 class PooledRetrievalEvaluator(InformationRetrievalEvaluator):
     """InformationRetrievalEvaluator that takes its document embeddings from a :class:`SharedPool`, scores NDCG with
     graded relevance when it has ``grades`` (sentence-transformers' counts every relevant document 1), and keeps the
-    NDCG of each question of its last call (``query_ndcg``), for the breakdown of the score into groups."""
+    NDCG and the ranking of each question of its last call (``query_ndcg``, ``query_rankings``), for the breakdown
+    of the score into groups and the questions that got better or worse."""
 
     def __init__(self, *args: Any, pool: SharedPool, grades: dict[str, dict[str, int]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.pool = pool
         self.grades = grades
         self.query_ndcg: dict[str, float] = {}
+        self.query_rankings: dict[str, QueryRanking] = {}
 
     def compute_metrics(self, queries_result_list: list[object]) -> dict[str, dict[int, float]]:
         scores = super().compute_metrics(queries_result_list)
         k = max(self.ndcg_at_k)
-        self.query_ndcg = {}
+        self.query_ndcg, self.query_rankings = {}, {}
         for index, results in enumerate(queries_result_list):
             query_id = self.queries_ids[index]
             gains = (
                 self.grades[query_id] if self.grades is not None else dict.fromkeys(self.relevant_docs[query_id], 1)
             )
-            top_hits = sorted(results, key=lambda hit: (-hit["score"], hit["corpus_id"]))[:k]
-            ranked = [gains.get(hit["corpus_id"], 0) for hit in top_hits]
+            ranking = sorted(results, key=lambda hit: (-hit["score"], hit["corpus_id"]))
+            ranked = [gains.get(hit["corpus_id"], 0) for hit in ranking[:k]]
             self.query_ndcg[query_id] = ndcg_at_k(ranked, list(gains.values()), k)
+            first = next((rank for rank, hit in enumerate(ranking, 1) if gains.get(hit["corpus_id"], 0) > 0), None)
+            self.query_rankings[query_id] = QueryRanking(first, [hit["corpus_id"] for hit in ranking[:RANKING_TOP]])
         if self.grades is not None:
             scores["ndcg@k"] = {k: float(np.mean(list(self.query_ndcg.values())))}
         return scores
@@ -126,11 +144,20 @@ class PoolSequentialEvaluator(SequentialEvaluator):
         self.pool = pool
         self.groups = groups or {}
 
+    def retrieval(self) -> PooledRetrievalEvaluator | None:
+        """The full-size retrieval evaluator, None without retrieval evaluation."""
+        return next((e for e in self.evaluators if isinstance(e, PooledRetrievalEvaluator)), None)
+
+    def rankings(self) -> dict[str, QueryRanking]:
+        """Each question's ranking of the last call (empty without retrieval evaluation)."""
+        retrieval = self.retrieval()
+        return dict(retrieval.query_rankings) if retrieval is not None else {}
+
     def group_metrics(self) -> dict[str, float]:
         """``ndcg@10_<group>`` of the last call: the mean NDCG@10 of each group's questions. With one group empty
         (a random split holds out whole groups of questions that share answers: none was trained on) the other is
         the whole score, and nothing is added."""
-        retrieval = next((e for e in self.evaluators if isinstance(e, PooledRetrievalEvaluator)), None)
+        retrieval = self.retrieval()
         if retrieval is None or not retrieval.query_ndcg:
             return {}
         if not all(any(qid in retrieval.query_ndcg for qid in ids) for ids in self.groups.values()):

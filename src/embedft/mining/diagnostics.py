@@ -44,6 +44,10 @@ class MiningOutcome:
         """Every mined row, ``[n, 3]``, in order."""
         return np.concatenate(self.rows) if self.rows else np.empty((0, 3), dtype=np.int64)
 
+    def unmined_pairs(self) -> np.ndarray:
+        """The (query, positive) pairs ``mining.unmined_pairs: in_batch`` keeps without negatives, ``[n, 2]``."""
+        return np.concatenate(self.unmined) if self.unmined else np.empty((0, 2), dtype=np.int64)
+
     rows: list[np.ndarray] = field(default_factory=list)  # [n, 3] blocks of (query, positive, negative) indices
     candidates: int = 0  # candidates ranked, the query's own positives excluded
     skipped: dict[str, int] = field(default_factory=dict)  # candidates each filter removed
@@ -52,6 +56,11 @@ class MiningOutcome:
     pairs: int = 0  # (query, positive) pairs searched
     pairs_without_negative: int = 0  # pairs no candidate passed the filters for: no rows
     pairs_too_few_negatives: int = 0  # some negatives, fewer than num_negatives (> 1): no rows (n-tuple rule)
+    # mining.unmined_pairs: in_batch keeps such pairs as [n, 2] blocks of (query, positive) indices; random_negative
+    # fills their gaps with random pool documents (how many, and for how many pairs).
+    unmined: list[np.ndarray] = field(default_factory=list)
+    random_negatives: int = 0
+    pairs_random_negatives: int = 0
     # Per chunk, float32: each pair's query-positive score; each row's query-negative score; and each row's cosine
     # between its positive and its negative (both pool documents).
     positive_scores: list[np.ndarray] = field(default_factory=list)
@@ -61,11 +70,17 @@ class MiningOutcome:
     def diagnostics(self, options: MiningConfig) -> MiningDiagnostics:
         """What this mining did, in numbers (see :class:`MiningDiagnostics`)."""
         similarities = joined(self.positive_negative)
+        unmined = sum(len(block) for block in self.unmined)
+        short = self.pairs_without_negative + self.pairs_too_few_negatives
         return MiningDiagnostics(
             search=self.search,
             num_negatives=options.num_negatives,
             pairs=self.pairs,
-            pairs_kept=self.pairs - self.pairs_without_negative - self.pairs_too_few_negatives,
+            pairs_kept=self.pairs - short + min(self.pairs_random_negatives, short),
+            unmined_pairs=options.unmined_pairs,
+            pairs_in_batch=unmined,
+            pairs_random_negatives=self.pairs_random_negatives,
+            random_negatives=self.random_negatives,
             pairs_without_negative=self.pairs_without_negative,
             pairs_too_few_negatives=self.pairs_too_few_negatives,
             candidates=self.candidates,
@@ -122,9 +137,9 @@ class MiningDiagnostics:
     search: str  # "exact" or "approximate"; "none" when nothing was mined (given negatives only)
     num_negatives: int
     pairs: int  # (query, positive) pairs searched
-    pairs_kept: int  # pairs that became training rows
-    pairs_without_negative: int  # no candidate passed the filters: left out
-    pairs_too_few_negatives: int  # fewer than num_negatives (> 1) passed: left out
+    pairs_kept: int  # pairs that became rows with negatives (random ones included)
+    pairs_without_negative: int  # no candidate passed the filters
+    pairs_too_few_negatives: int  # fewer than num_negatives (> 1) passed
     candidates: int  # candidates ranked, the query's own positives excluded
     filtered: dict[str, int]  # candidates each filter removed, in the order they were applied
     negatives: int  # negatives kept (training rows x num_negatives)
@@ -133,7 +148,18 @@ class MiningDiagnostics:
     negative_scores: dict[str, Any]  # score_summary of the query-negative scores
     positive_negative_similarity: dict[str, Any]  # score_summary of each kept negative's cosine with its positive
     options: dict[str, Any] = field(default_factory=dict)  # the mining filters in force
+    # What became of the pairs short of negatives (mining.unmined_pairs): kept as (query, answer) pairs, or filled
+    # with random negatives (pairs, and negatives drawn); the rest were left out.
+    unmined_pairs: str = "drop"
+    pairs_in_batch: int = 0
+    pairs_random_negatives: int = 0
+    random_negatives: int = 0
     given: dict[str, Any] | None = None  # GivenNegatives.to_dict() when the data's own negatives were read
+
+    @property
+    def pairs_left_out(self) -> int:
+        """Pairs that train in no form: short of negatives and neither kept as pairs nor filled."""
+        return self.pairs - self.pairs_kept - self.pairs_in_batch
 
     @property
     def near_duplicate_rate(self) -> float:
@@ -150,7 +176,12 @@ class MiningDiagnostics:
                 "kept": self.pairs_kept,
                 "without_negative": self.pairs_without_negative,
                 "too_few_negatives": self.pairs_too_few_negatives,
+                "unmined_pairs": self.unmined_pairs,
+                "kept_in_batch": self.pairs_in_batch,
+                "kept_with_random_negatives": self.pairs_random_negatives,
+                "left_out": self.pairs_left_out,
             },
+            "random_negatives": self.random_negatives,
             "candidates": {"ranked": self.candidates, "filtered": self.filtered},
             "negatives": self.negatives,
             "near_duplicates": {

@@ -118,6 +118,56 @@ def select_negatives(
     return negative_scores, negative_indices[batch, order]
 
 
+def random_negatives(
+    scores: torch.Tensor,
+    indices: torch.Tensor,
+    candidates: np.ndarray,
+    excluded: list[list[int]],
+    start: int,
+    corpus_size: int,
+    seed: int,
+) -> torch.Tensor:
+    """Fill each query's missing negatives (``-inf`` in ``scores``) with pool documents drawn at random, in place.
+
+    A drawn document is never one of the query's ``excluded`` documents (its positives and its own text) nor among
+    its retrieved ``candidates`` (the candidate window ``range_max`` and the room for positives): it ranks below
+    the window, so it is an easy negative and almost surely not an unlabelled positive. Each query draws from its
+    own generator, seeded with ``seed`` and its index in the task, so the draws do not depend on the chunk size. A
+    query whose pool has no document left keeps its gap.
+
+    Returns:
+        A ``[queries, num_negatives]`` mask of the negatives drawn.
+    """
+    import torch
+
+    missing = ~torch.isfinite(scores)
+    for row in torch.nonzero(missing.any(dim=1)).flatten().tolist():
+        taken = {*candidates[row].tolist(), *excluded[row]}
+        rng = np.random.default_rng([seed, start + row])
+        slots = torch.nonzero(missing[row]).flatten().tolist()
+        for _ in range(100 * len(slots)):
+            if not slots:
+                break
+            document = int(rng.integers(corpus_size))
+            if document not in taken:
+                taken.add(document)
+                indices[row, slots.pop(0)] = document
+        for slot in slots:  # nothing left to draw: the gap stays
+            missing[row, slot] = False
+    return missing
+
+
+def random_scores(
+    encoded: EncodedTask, query_vectors: np.ndarray, indices: torch.Tensor, drawn: torch.Tensor
+) -> torch.Tensor:
+    """The query-document cosine of each drawn negative, for the mining diagnostics."""
+    import torch
+
+    rows, slots = torch.nonzero(drawn, as_tuple=True)
+    documents = encoded.document_rows(indices[rows, slots].numpy())
+    return torch.from_numpy(np.einsum("ij,ij->i", query_vectors[rows.numpy()], documents)).to(torch.float32)
+
+
 def checked_range_max(options: MiningConfig, task: MiningTask, description: str) -> int:
     """``mining.range_max``, or the one mine_hard_negatives derives when it is null.
 
@@ -177,6 +227,7 @@ def mine(
     seed: int,
     description: str = "mining",
     keep_short: bool = False,
+    unmined: str = "drop",
 ) -> MiningOutcome:
     """Mine negatives for every query of ``task`` against its whole corpus.
 
@@ -189,6 +240,11 @@ def mine(
     found, as mine_hard_negatives' n-tuple format does. The outcome also counts the pairs left out and keeps the
     scores :meth:`MiningOutcome.diagnostics` summarises. ``keep_short`` keeps the rows of such pairs too (counted
     all the same), for given negatives to be filled up with them.
+
+    ``unmined`` (``mining.unmined_pairs``, training mining only) says what becomes of a pair short of negatives:
+    ``drop`` leaves it out; ``in_batch`` keeps it as a (query, positive) pair in :attr:`MiningOutcome.unmined`;
+    ``random_negative`` fills its missing negatives with seeded random pool documents ranked below the candidate
+    window (:func:`random_negatives`). The pair counts are those before the fill either way.
     """
     outcome = MiningOutcome()
     if not task.queries:
@@ -208,7 +264,7 @@ def mine(
             range(0, len(task.queries), options.chunk_size), desc=f"Searching ({search.kind})", unit="chunk"
         ):
             end = min(start + options.chunk_size, len(task.queries))
-            mine_chunk(encoded, search, start, end, options, outcome, keep_short)
+            mine_chunk(encoded, search, start, end, options, outcome, keep_short, unmined, seed)
     finally:
         random.setstate(outer_state)
     return outcome
@@ -222,8 +278,11 @@ def mine_chunk(
     options: MiningConfig,
     outcome: MiningOutcome,
     keep_short: bool,
+    unmined: str = "drop",
+    seed: int = 0,
 ) -> None:
-    """Mine queries ``start..end-1`` and add their rows, counts and scores to ``outcome``."""
+    """Mine queries ``start..end-1`` and add their rows, counts and scores to ``outcome`` (``unmined``: see
+    :func:`mine`)."""
     import torch
 
     task = encoded.task
@@ -247,17 +306,28 @@ def mine_chunk(
     )
     # One row per (query, positive, found negative), in the library's order: query, positive, negative.
     found = torch.isfinite(negative_scores).numpy()[owners]  # [pairs, num_negatives]
-    negatives = negative_indices.numpy()[owners]
     width_found = found.shape[1]
     found_count = found.sum(axis=1)
     outcome.pairs += len(owners)
     outcome.pairs_without_negative += int((found_count == 0).sum())
-    if options.num_negatives > 1:
+    short = (found_count > 0) & (found_count < options.num_negatives)
+    outcome.pairs_too_few_negatives += int(short.sum())
+    if unmined == "in_batch":
+        left_out = found_count < options.num_negatives
+        outcome.unmined.append(np.stack([start + owners[left_out], np.asarray(flat, dtype=np.int64)[left_out]], 1))
+    elif unmined == "random_negative" and (found_count < options.num_negatives).any():
+        excluded = [[*own, task.query_documents[start + row]] for row, own in enumerate(positives)]
+        drawn = random_negatives(negative_scores, negative_indices, indices, excluded, start, len(task.corpus), seed)
+        if drawn.any():
+            negative_scores[drawn] = random_scores(encoded, query_vectors, negative_indices, drawn)
+        outcome.random_negatives += int(drawn.numpy()[owners].sum())
+        outcome.pairs_random_negatives += int(drawn.numpy()[owners].any(axis=1).sum())
+        found = torch.isfinite(negative_scores).numpy()[owners]
+        found_count = found.sum(axis=1)
+    negatives = negative_indices.numpy()[owners]
+    if options.num_negatives > 1 and not keep_short:
         # n-tuple rows need every negative: like mine_hard_negatives, drop pairs that got fewer.
-        short = (found_count > 0) & (found_count < options.num_negatives)
-        outcome.pairs_too_few_negatives += int(short.sum())
-        if not keep_short:
-            found &= (found_count == options.num_negatives)[:, None]
+        found &= (found_count == options.num_negatives)[:, None]
     block = np.stack(
         [
             np.repeat(start + owners, width_found),

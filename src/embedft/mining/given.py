@@ -101,6 +101,7 @@ def given_negatives_training_set(
     extra_documents: list[str] | None = None,
     cache: EmbeddingCache | None = None,
     path: Path | None = None,
+    pairs_path: Path | None = None,
 ) -> MinedTrainingSet:
     """Training rows from the data's own negatives, filled up with mined ones (``mining.given_negatives``).
 
@@ -108,8 +109,10 @@ def given_negatives_training_set(
     that has fewer is left out and nothing is mined. With ``mix`` the questions that have a pair short of given
     negatives are mined (all their pairs, against the whole training pool: every training answer and
     ``extra_documents``, with the usual filters), and each short pair is filled up with its best mined negatives
-    that are not already among its given ones; a pair still short is left out. The rows have the layout of mined
-    ones: ``(query, answer, negative)``, or ``(query, answer, negative_1, ..., negative_k)``.
+    that are not already among its given ones; a pair still short trains as a (query, answer) pair with in-batch
+    negatives only under ``mining.unmined_pairs: in_batch`` (saved to ``pairs_path``), else it is left out. The rows
+    have the layout of mined ones: ``(query, answer, negative)``, or ``(query, answer, negative_1, ...,
+    negative_k)``.
 
     Returns:
         The rows and the :class:`MiningDiagnostics`: pair counts over all training pairs, scores over the mined
@@ -124,7 +127,7 @@ def given_negatives_training_set(
     outcome, mined, pairs_mined = MiningOutcome(search="none"), {}, 0
     if options.given_negatives == "mix" and any(len(negatives) < count for negatives in chosen):
         outcome, mined, pairs_mined = mine_short_questions(train, chosen, model, options, seed, extra_documents, cache)
-    texts, filled = fill_rows(train, chosen, mined, count)
+    texts, filled, short = fill_rows(train, chosen, mined, count)
     if not texts and options.given_negatives == "use":
         raise DataError(
             f"no training pair has mining.num_negatives={count} given negatives (after dropping positives and "
@@ -135,6 +138,8 @@ def given_negatives_training_set(
     diagnostics.pairs_kept = len(texts)
     diagnostics.pairs_without_negative = filled["without"]
     diagnostics.pairs_too_few_negatives = filled["too_few"]
+    kept_as_pairs = short if options.unmined_pairs == "in_batch" else []
+    diagnostics.pairs_in_batch = len(kept_as_pairs)
     diagnostics.given = {
         "mode": options.given_negatives,
         "pairs_with_given": given.pairs_with_given,
@@ -146,7 +151,7 @@ def given_negatives_training_set(
         "used": filled["used"],
         "mined_used": filled["mined_used"],
     }
-    left_out = filled["without"] + filled["too_few"]
+    left_out = filled["without"] + filled["too_few"] - len(kept_as_pairs)
     if left_out:
         logger.warning(
             "%d of %d training pairs have fewer than mining.num_negatives=%d %s negatives and are left out%s",
@@ -156,8 +161,11 @@ def given_negatives_training_set(
             "given" if options.given_negatives == "use" else "given or mined",
             " (mining.given_negatives: mix fills them up by mining)" if options.given_negatives == "use" else "",
         )
+    if kept_as_pairs:
+        logger.info("%d training pairs short of negatives train as (query, answer) pairs", len(kept_as_pairs))
     logger.info("%s", diagnostics.summary())
-    return MinedTrainingSet(rows_dataset(texts, count, path, empty=not texts), diagnostics)
+    pairs = rows_dataset(kept_as_pairs, 0, pairs_path) if kept_as_pairs else None
+    return MinedTrainingSet(rows_dataset(texts, count, path, empty=not texts), diagnostics, pairs)
 
 
 def mine_short_questions(
@@ -193,14 +201,15 @@ def mine_short_questions(
 
 def fill_rows(
     train: Dataset, chosen: list[list[str]], mined: dict[tuple[str, str], list[str]], count: int
-) -> tuple[list[tuple[str, ...]], dict[str, int]]:
+) -> tuple[list[tuple[str, ...]], dict[str, int], list[tuple[str, str]]]:
     """Each pair's row of ``count`` negatives: its chosen given ones, a short pair filled up with its best mined
-    negatives that are not already among them; a pair still short is left out.
+    negatives that are not already among them; a pair still short gets no row.
 
     Returns:
-        The rows ``(query, answer, negative_1, ...)`` and the counts: pairs left out ``without`` any negative and
-        with ``too_few``, given negatives ``used`` and mined ones used (``mined_used``).
+        The rows ``(query, answer, negative_1, ...)``, the counts: pairs short ``without`` any negative and with
+        ``too_few``, given negatives ``used`` and mined ones used (``mined_used``), and the short pairs.
     """
+    short: list[tuple[str, str]] = []
     texts: list[tuple[str, ...]] = []
     counts = {"without": 0, "too_few": 0, "used": 0, "mined_used": 0}
     for (query, answer), negatives in zip(iter_pairs(train), chosen):
@@ -211,8 +220,9 @@ def fill_rows(
             negatives = [*negatives, *fill[:mined_here]]
         if len(negatives) < count:
             counts["without" if not negatives else "too_few"] += 1
+            short.append((query, answer))
             continue
         counts["used"] += count - mined_here
         counts["mined_used"] += mined_here
         texts.append((query, answer, *negatives))
-    return texts, counts
+    return texts, counts, short

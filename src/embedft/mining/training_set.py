@@ -23,10 +23,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class MinedTrainingSet:
-    """Training rows and what the mining did (for ``mining.json``, the report and the log)."""
+    """Training rows and what the mining did (for ``mining.json``, the report and the log); ``pairs``: the
+    (query, answer) pairs ``mining.unmined_pairs: in_batch`` keeps without negatives (None when there are none)."""
 
     triplets: Dataset
     diagnostics: MiningDiagnostics
+    pairs: Dataset | None = None
 
 
 def mine_training_triplets(*args: Any, **kwargs: Any) -> Dataset:
@@ -43,6 +45,7 @@ def mine_training_set(
     cache: EmbeddingCache | None = None,
     path: Path | None = None,
     texts: list[str] | None = None,
+    pairs_path: Path | None = None,
 ) -> MinedTrainingSet:
     """Mine ``options.num_negatives`` hard negatives for every training pair, and measure the mining.
 
@@ -51,7 +54,8 @@ def mine_training_set(
     ``(query, answer, negative)``; with more, one row ``(query, answer, negative_1, ..., negative_k)``
     (mine_hard_negatives' n-tuple format; MultipleNegativesRankingLoss takes the extra columns as extra negatives).
     Pairs for which no candidate passes the filters (margin, relative_margin, max_score, min_score), and with k > 1
-    those that got fewer than k negatives, are dropped, and the counts are logged.
+    those that got fewer than k negatives, are kept as (query, answer) pairs, given random negatives, or dropped, as
+    ``mining.unmined_pairs`` says, and the counts are logged.
 
     Args:
         train: training pairs with ``query`` and ``answer`` columns.
@@ -63,6 +67,7 @@ def mine_training_set(
         path: also save the rows there as JSON lines (streamed; the Dataset is then read back from it).
         texts: strings already in memory that include every training answer (``PreparedData.corpus``), reused
             for the pool instead of a second copy of the answers.
+        pairs_path: where the pairs kept without negatives are saved (``mining.unmined_pairs: in_batch``).
 
     Returns:
         The rows, a Dataset with columns ``query``, ``answer`` and ``negative`` (or ``negative_1`` ...
@@ -70,28 +75,41 @@ def mine_training_set(
     """
     task = MiningTask.from_dataset(train, extra_documents, texts)
     with cache_or_scratch(cache) as cache:
-        outcome = mine(task, model, options, cache, seed, "training")
+        outcome = mine(task, model, options, cache, seed, "training", unmined=options.unmined_pairs)
     log_outcome(outcome, options)
     diagnostics = outcome.diagnostics(options)
     rows = ntuple_rows(outcome.all_rows(), options.num_negatives)
     outcome.rows = []
-    if diagnostics.pairs_without_negative:
-        logger.warning(
-            "%d of %d training pairs got no negative that passes the mining filters and are left out "
-            "(loosen mining.margin / mining.relative_margin / mining.max_score or widen mining.range_max to keep "
-            "them)",
-            diagnostics.pairs_without_negative,
-            diagnostics.pairs,
-        )
-    if diagnostics.pairs_too_few_negatives:
-        logger.warning(
-            "%d of %d training pairs got fewer than mining.num_negatives=%d negatives that pass the mining filters "
-            "and are left out: a (query, answer, negative_1..negative_%d) row needs them all (lower "
-            "mining.num_negatives, loosen the filters or widen mining.range_max to keep them)",
-            diagnostics.pairs_too_few_negatives,
-            diagnostics.pairs,
-            options.num_negatives,
-            options.num_negatives,
-        )
+    log_unmined(diagnostics, options)
     logger.info("%s", diagnostics.summary())
-    return MinedTrainingSet(triplet_dataset(task, rows, path), diagnostics)
+    unmined = outcome.unmined_pairs()
+    pairs = triplet_dataset(task, unmined, pairs_path) if len(unmined) else None
+    return MinedTrainingSet(triplet_dataset(task, rows, path), diagnostics, pairs)
+
+
+def log_unmined(diagnostics: MiningDiagnostics, options: MiningConfig) -> None:
+    """One line on the pairs short of negatives, and what ``mining.unmined_pairs`` made of them."""
+    short = diagnostics.pairs_without_negative + diagnostics.pairs_too_few_negatives
+    if not short:
+        return
+    wanted = (
+        "no negative that passes"
+        if options.num_negatives == 1
+        else f"fewer than mining.num_negatives={options.num_negatives} negatives that pass"
+    )
+    what = f"{short:,} of {diagnostics.pairs:,} training pairs got {wanted} the mining filters"
+    if options.unmined_pairs == "in_batch":
+        logger.info("%s: they train as (query, answer) pairs with in-batch negatives only", what)
+    elif options.unmined_pairs == "random_negative":
+        logger.info(
+            "%s: %d random negatives ranked below the candidate window fill them (%d pairs left out)",
+            what,
+            diagnostics.random_negatives,
+            diagnostics.pairs_left_out,
+        )
+    else:
+        logger.warning(
+            "%s and are left out (mining.unmined_pairs: in_batch or random_negative keeps them; or loosen "
+            "mining.margin / relative_margin / max_score, or widen mining.range_max)",
+            what,
+        )

@@ -202,7 +202,10 @@ class EmbeddingCache:
     def store(self, model: SentenceTransformer, side: Side) -> EmbeddingStore:
         """The store of ``model``'s ``side`` embeddings (the model's weights as they are now)."""
         prompt = encode_prompt(model, QUERY_PROMPT_NAMES if side == "query" else DOCUMENT_PROMPT_NAMES)
-        name = hashlib.sha256(f"{model_fingerprint(model)}|{side}|{prompt}".encode()).hexdigest()[:32]
+        key = f"{model_fingerprint(model)}|{side}|{prompt}"
+        if getattr(model, "encoding_precision", "fp32") == "bf16":  # fp32 keeps the key it always had
+            key += "|bf16"
+        name = hashlib.sha256(key.encode()).hexdigest()[:32]
         if name not in self._stores:
             self._stores[name] = EmbeddingStore(self.root / name)
         return self._stores[name]

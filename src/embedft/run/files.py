@@ -56,6 +56,12 @@ class RunFiles:
         return self.data_dir / f"{'eval' if split == 'test' else split}_triplets.jsonl"
 
     @property
+    def unmined_pairs(self) -> Path:
+        """The training pairs kept without negatives (``mining.unmined_pairs: in_batch``), written with the mined
+        training rows."""
+        return self.data_dir / "train_pairs.jsonl"
+
+    @property
     def split(self) -> Path:
         """The fingerprint of the split the cached triplets and baseline belong to."""
         return self.data_dir / "split.json"
@@ -68,6 +74,11 @@ class RunFiles:
     @property
     def baseline(self) -> Path:
         return self.data_dir / "baseline.json"
+
+    @property
+    def merge(self) -> Path:
+        """What ``merge_with_base`` chose (the dev score of each weight), written before the final model."""
+        return self.data_dir / "merge.json"
 
     @property
     def checkpoints(self) -> Path:
@@ -92,6 +103,11 @@ class RunFiles:
     @property
     def similarities(self) -> Path:
         return self.run_dir / "similarities.json"
+
+    @property
+    def questions(self) -> Path:
+        """The test questions that got better or worse (:func:`~embedft.evaluation.changes.question_changes`)."""
+        return self.run_dir / "questions.json"
 
     @property
     def mining(self) -> Path:

@@ -28,25 +28,31 @@ from embedft.columns import ANSWER, GIVEN_NEGATIVES, QUERY
 from embedft.config.schema import RunConfig
 from embedft.config.validation import check_matryoshka_dims
 from embedft.data.prepared import PreparedData, prepare_data
+from embedft.errors import ConfigError
+from embedft.evaluation.changes import question_changes
 from embedft.evaluation.sets import EvaluationSet, evaluation_set, evaluator_for_set
+from embedft.io import write_json
 from embedft.logs import peak_rss_gib, setup_logging
 from embedft.mining.rows import load_triplets
-from embedft.models.devices import resolve_device
-from embedft.models.embedding_cache import configured_cache
+from embedft.models.devices import encoding, resolve_device
+from embedft.models.embedding_cache import EmbeddingCache, configured_cache
 from embedft.models.loading import load_configured_model, warn_if_truncated
 from embedft.run.files import RunFiles
 from embedft.run.modelcard import publish_final_model
 from embedft.run.provenance import provenance
 from embedft.run.resume import check_same_processes, open_new_run, open_resumed_run, training_config_device
+from embedft.run.rounds import earlier_rounds, per_round
 from embedft.run.stages import (
     FinalScores,
     MinedTriplets,
+    Scores,
     baseline_stage,
     final_stage,
     finish_run,
     finish_scored_run,
     mine_stage,
     train_stage,
+    training_data,
 )
 from embedft.training import distributed
 from embedft.training.arguments import check_training_arguments
@@ -55,6 +61,7 @@ from embedft.training.history import TrainingResult
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
     from sentence_transformers.sentence_transformer import SentenceTransformer
 
 
@@ -72,7 +79,7 @@ def evaluation_protocol(final: dict[str, Any], during_training: dict[str, Any]) 
     return {
         "baseline_and_final": final,
         "during_training": during_training,
-        "final_model": "reloaded from final/ in fp32, like the baseline",
+        "final_model": "reloaded from final/ and scored like the baseline (in evaluation.precision)",
     }
 
 
@@ -151,8 +158,19 @@ def train_with_main_process(shared: distributed.SharedRun) -> None:
     device = training_device(config)
     model = load_configured_model(config, config.model_name, device, "model_name")
     step_evaluator = evaluator_for_set(config, shared.step_set, model.get_embedding_dimension())
-    train_triplets = load_triplets(files.triplets("train"))
-    train_stage(files, model, train_triplets, shared.step_set.triplets, step_evaluator, config, device, shared.resumed)
+    pairs = load_triplets(files.unmined_pairs) if files.unmined_pairs.is_file() else None
+    train_rows = training_data(load_triplets(files.triplets("train")), pairs)
+    train_stage(
+        files,
+        model,
+        train_rows,
+        shared.step_set.triplets,
+        step_evaluator,
+        config,
+        device,
+        shared.resumed,
+        scores_dev=shared.step_set.split == "dev",
+    )
     distributed.finish()  # rank 0 has saved the final model; it scores and reports alone
 
 
@@ -204,6 +222,8 @@ def run_stages(
         check_same_processes(files)
     if share is not None:  # under torchrun load_config could not check the trainer arguments: rank 0 does it here
         check_training_arguments(config, training_device(config))
+        if config.mining.rounds > 1:
+            raise ConfigError("mining.rounds above 1 trains in one process: drop NPROC/NNODES or set mining.rounds 1")
     with clock.stage("data"):
         data = prepare_data(config)
     with clock.stage("models"):
@@ -215,35 +235,25 @@ def run_stages(
     files.data_dir.mkdir(exist_ok=True)
     logger.info("%s run folder: %s (training on %s)", "Resuming" if resume else "New", files.run_dir, device)
     cache = stack.enter_context(configured_cache(config.embedding_cache, config.cache_dir))
-    with clock.stage("mining"):
+    with clock.stage("mining"), encoding(config.mining.precision, mining_model):
         triplets = mine_stage(files, data, mining_model, config, cache)
         del mining_model
     log_triplets(triplets)
-    with clock.stage("baseline_eval"):
+    with clock.stage("baseline_eval"), encoding(config.evaluation.precision, model) as precision:
         # Every test question against the whole pool (or bounded, with evaluation.final_pool), its pool embeddings
         # read from the cache (mining wrote them when the miner is the base model).
         test_set = evaluation_set(config, data, triplets.test, "test")
         baseline_evaluator = evaluator_for_set(config, test_set, model.get_embedding_dimension(), cache)
-        baseline, baseline_similarities = baseline_stage(
-            files, model, baseline_evaluator, test_set.triplets, config, cache
-        )
-    logger.info("Baseline: %s", baseline)
+        baseline = baseline_stage(files, model, baseline_evaluator, test_set.triplets, config, cache)
+    logger.info("Baseline: %s", baseline.metrics)
     with clock.stage("training"):
         step_set = step_evaluation_set(config, data, triplets)
         step_evaluator = evaluator_for_set(config, step_set, model.get_embedding_dimension())
         if share is not None:
             outcome = "done" if files.final_model.is_dir() else "train"
             share(distributed.SharedRun(outcome, str(files.run_dir), config, resume is not None, step_set))
-        result = train_stage(
-            files,
-            model,
-            triplets.train,
-            step_set.triplets,
-            step_evaluator,
-            config,
-            device,
-            resume is not None,
-            baseline,
+        result, triplets, rounds = train_in_rounds(
+            files, data, model, triplets, step_set, step_evaluator, config, device, cache, resume is not None, baseline
         )
         del model
         if distributed.is_distributed():
@@ -252,10 +262,62 @@ def run_stages(
     clock.first_step(result)
     with clock.stage("final_eval"):
         final = final_stage(files, config, device, test_set, step_set, step_evaluator)
+    changes = (
+        question_changes(test_set.retrieval, baseline.rankings, final.test.rankings) if test_set.retrieval else None
+    )
+    if changes is not None:
+        write_json(files.questions, changes)
     metrics = assemble_metrics(config, data, triplets, baseline, final, result, device, test_set, step_set, clock)
+    metrics |= ({"rounds": rounds} if rounds else {}) | ({"questions": question_counts(changes)} if changes else {})
+    metrics["evaluation"]["precision"] = precision  # baseline, final and the merge's dev scores alike
     metrics.update(publish_final_model(final.model, files.final_model, config, metrics))  # card scores, hub push
-    finish_run(files, metrics, {"baseline": baseline_similarities, "final": final.similarities})
+    finish_run(files, metrics, {"baseline": baseline.similarities, "final": final.test.similarities})
     return files.run_dir, metrics
+
+
+def train_in_rounds(
+    files: RunFiles,
+    data: PreparedData,
+    model: SentenceTransformer,
+    triplets: MinedTriplets,
+    step_set: EvaluationSet,
+    step_evaluator: BaseEvaluator,
+    config: RunConfig,
+    device: str,
+    cache: EmbeddingCache,
+    resumed: bool,
+    baseline: Scores,
+) -> tuple[TrainingResult, MinedTriplets, list[dict[str, Any]]]:
+    """The training stage: with ``mining.rounds`` above 1 the earlier rounds first, each mining again with its model
+    (:mod:`embedft.run.rounds`), then the (last) round that chooses the checkpoint, merges and saves the final model.
+
+    Returns:
+        The last round's training result, the rows it trained on, and the earlier rounds' records.
+    """
+    rounds: list[dict[str, Any]] = []
+    if config.mining.rounds > 1:
+        model, triplets, rounds = earlier_rounds(
+            files, data, model, triplets, step_set.triplets, step_evaluator, config, device, cache
+        )
+    result = train_stage(
+        files,
+        model,
+        triplets.training_data(),
+        step_set.triplets,
+        step_evaluator,
+        per_round(config),
+        device,
+        resumed,
+        baseline.metrics,
+        scores_dev=step_set.split == "dev",
+    )
+    return result, triplets, rounds
+
+
+def question_counts(changes: dict[str, Any]) -> dict[str, int]:
+    """The counts of :func:`~embedft.evaluation.changes.question_changes` for ``metrics.json`` ``questions`` (the
+    questions themselves are in ``questions.json``)."""
+    return {key: changes[key] for key in ("questions", "improved", "unchanged", "worse")}
 
 
 def load_models(config: RunConfig, data: PreparedData) -> tuple[str, SentenceTransformer, SentenceTransformer]:
@@ -303,7 +365,7 @@ def assemble_metrics(
     config: RunConfig,
     data: PreparedData,
     triplets: MinedTriplets,
-    baseline: dict[str, float],
+    baseline: Scores,
     final: FinalScores,
     result: TrainingResult,
     device: str,
@@ -327,18 +389,23 @@ def assemble_metrics(
         training["precision"] = result.precision  # mixed precision follows the hardware (README, Precision)
     if result.resumed_from_step is not None:
         training["resumed_from_step"] = result.resumed_from_step
+    if result.chosen_step is not None:
+        training["chosen_step"] = result.chosen_step  # final is this checkpoint: the best on the dev questions
     negatives_per_row = len(triplets.train.column_names) - 2
     return {
-        "baseline": baseline,
-        "final": final.test,
+        "baseline": baseline.metrics,
+        "final": final.test.metrics,
         **({"final_dev": final.dev} if final.dev is not None else {}),
         "history": result.history,
+        **({"merge": result.merge} if result.merge is not None else {}),
         "evaluation": evaluation_protocol(test_set.record(), step_set.record()),
         "training": training,
         "data": {
             **data.protocol(),  # split: random, split_column, eval_dataset or beir; drop_shared on a given split
             **data.counts(),
             "train_triplets": len(triplets.train),  # training rows: triplets, or n-tuples with more negatives
+            # pairs short of negatives that train with in-batch negatives only (mining.unmined_pairs: in_batch)
+            "train_pairs_in_batch": len(triplets.train_pairs) if triplets.train_pairs is not None else 0,
             **({"train_negatives_per_row": negatives_per_row} if negatives_per_row > 1 else {}),
             "eval_triplets": len(triplets.test),
             **({"dev_triplets": len(triplets.dev)} if triplets.dev is not None else {}),

@@ -9,6 +9,7 @@ from typing import Any
 from embedft.errors import OutputError
 from embedft.io import read_json, write_text
 from embedft.run.files import PLOT_FILES, RunFiles
+from embedft.run.report_choices import choice_section, questions_section
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,9 @@ def write_report(run_dir: Path, metrics: dict[str, Any], similarities: dict[str,
     mining = read_mining(files.mining)
     # Drawn from the run's mining.json, when it has one.
     mining_plot = PLOT_FILES["mining"] if mining is not None and plot_mining(mining, files.plot("mining")) else None
-    text = report_markdown(metrics, {k: PLOT_FILES[k] for k, made in plots.items() if made}, mining, mining_plot)
+    changes = read_json(files.questions) if files.questions.is_file() else None
+    made = {k: PLOT_FILES[k] for k, made in plots.items() if made}
+    text = report_markdown(metrics, made, mining, mining_plot, changes)
     write_text(files.report, text)
     return files.report
 
@@ -107,10 +110,14 @@ def report_markdown(
     plots: dict[str, str],
     mining: dict[str, Any] | None = None,
     mining_plot: str | None = None,
+    changes: dict[str, Any] | None = None,
 ) -> str:
-    """The Markdown report: a baseline/final table, data, mining (when recorded) and timings, and the plots."""
+    """The Markdown report: a baseline/final table, the questions that got better or worse (``changes``, from
+    ``questions.json``), how the final model was chosen, data, mining (when recorded) and timings, and the plots."""
     lines = ["# Fine-tuning report", "", *comparison_table(metrics["baseline"], metrics["final"])]
     lines += ["", *protocol_notes(metrics)]
+    for section in (questions_section(changes), choice_section(metrics)):
+        lines += ["", *section] if section else []
     lines += ["", "## Data", ""]
     lines += [f"- {key.replace('_', ' ')}: {value}" for key, value in metrics.get("data", {}).items()]
     if mining is not None:

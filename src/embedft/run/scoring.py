@@ -12,7 +12,7 @@ from embedft.evaluation.evaluators import evaluate
 from embedft.evaluation.sets import evaluator_for
 from embedft.mining.held_out import mine_evaluation_triplets
 from embedft.mining.rows import load_triplets
-from embedft.models.devices import resolve_device
+from embedft.models.devices import encoding, resolve_device
 from embedft.models.loading import load_configured_model
 from embedft.run.files import RunFiles
 
@@ -36,8 +36,10 @@ def score_saved_model(config: RunConfig, model_path: str, run_dir: Path | None) 
     else:
         mining_device = resolve_device(config.mining.device, "mining.device", for_training=False)
         mining_model = load_configured_model(config, config.mining_model_name, mining_device, "mining_model_name")
-        eval_triplets = mine_evaluation_triplets(
-            data.splits["test"], data.corpus, mining_model, config.mining.batch_size, other_pairs=data.all_pairs
-        )
+        with encoding(config.mining.precision, mining_model):
+            eval_triplets = mine_evaluation_triplets(
+                data.splits["test"], data.corpus, mining_model, config.mining.batch_size, other_pairs=data.all_pairs
+            )
     evaluator = evaluator_for(config, data, eval_triplets, model.get_embedding_dimension())
-    return evaluate(model, evaluator), len(eval_triplets)
+    with encoding(config.evaluation.precision, model):  # as the run scored its baseline and final
+        return evaluate(model, evaluator), len(eval_triplets)

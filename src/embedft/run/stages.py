@@ -11,13 +11,15 @@ from embedft.columns import ANSWER, QUERY
 from embedft.config.schema import RunConfig
 from embedft.data.prepared import PreparedData
 from embedft.errors import OutputError
-from embedft.evaluation.evaluators import evaluate
+from embedft.evaluation.changes import rankings_from_json, rankings_to_json
+from embedft.evaluation.evaluators import PoolSequentialEvaluator, QueryRanking, evaluate
 from embedft.evaluation.sets import EvaluationSet, evaluator_for_set, pair_similarities
 from embedft.io import read_json, write_json
 from embedft.mining.given import given_negatives_training_set, read_given_negatives
 from embedft.mining.held_out import mine_evaluation_triplets
 from embedft.mining.rows import load_triplets, save_triplets
 from embedft.mining.training_set import mine_training_set
+from embedft.models.devices import encoding
 from embedft.models.embedding_cache import EmbeddingCache
 from embedft.models.loading import load_configured_model
 from embedft.run.files import RunFiles, mark_complete, point_latest
@@ -27,10 +29,13 @@ from embedft.training import distributed
 from embedft.training.checkpoints import last_checkpoint, save_model_atomically
 from embedft.training.history import TrainingResult, history_from_checkpoint
 from embedft.training.losses import load_guide
+from embedft.training.merging import choose_merge
 from embedft.training.trainer import train_model
 
 if TYPE_CHECKING:
-    from datasets import Dataset
+    from collections.abc import Callable
+
+    from datasets import Dataset, DatasetDict
     from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
     from sentence_transformers.sentence_transformer import SentenceTransformer
 
@@ -44,6 +49,22 @@ class MinedTriplets:
     train: Dataset
     test: Dataset
     dev: Dataset | None = None
+    train_pairs: Dataset | None = None  # pairs kept without negatives (mining.unmined_pairs: in_batch)
+
+    def training_data(self) -> Dataset | DatasetDict:
+        """What the trainer reads (:func:`training_data`)."""
+        return training_data(self.train, self.train_pairs)
+
+
+def training_data(train: Dataset, pairs: Dataset | None) -> Dataset | DatasetDict:
+    """What the trainer reads: the training rows, and with pairs kept without negatives a second dataset of them
+    under the same loss (each batch then comes from one of the two, so the pairs' only negatives are the other
+    answers in their batch)."""
+    from datasets import DatasetDict
+
+    if pairs is None or len(pairs) == 0:
+        return train
+    return DatasetDict({"mined": train, "in_batch": pairs})
 
 
 def mine_stage(
@@ -72,7 +93,7 @@ def mine_stage(
             " (the data's given negatives are not used)" if data.has_given_negatives else "",
         )
         return MinedTriplets(**mined)
-    mined["train"] = mine_training_rows(files, data, mining_model, config, cache)
+    mined["train"], mined["train_pairs"] = mine_training_rows(files, data, mining_model, config, cache)
     return MinedTriplets(**mined)
 
 
@@ -95,7 +116,8 @@ def reused_triplets(files: RunFiles, data: PreparedData, config: RunConfig) -> M
     logger.info("Reusing the mined triplets in %s", files.data_dir)
     if not files.mining.is_file() and config.mining.num_negatives > 0:  # stopped before the diagnostics
         logger.warning("%s is missing: this run's mining diagnostics were not recorded", files.mining)
-    return MinedTriplets(**{name: load_triplets(files.triplets(name)) for name in splits})
+    pairs = load_triplets(files.unmined_pairs) if files.unmined_pairs.is_file() else None
+    return MinedTriplets(**{name: load_triplets(files.triplets(name)) for name in splits}, train_pairs=pairs)
 
 
 def mine_held_out(
@@ -125,27 +147,43 @@ def mine_held_out(
 
 def mine_training_rows(
     files: RunFiles, data: PreparedData, mining_model: SentenceTransformer, config: RunConfig, cache: EmbeddingCache
-) -> Dataset:
+) -> tuple[Dataset, Dataset | None]:
     """The training rows, mined or from the data's own negatives (``mining.given_negatives``), written to the run
-    folder with their ``mining.json``."""
+    folder with their ``mining.json``; and the pairs kept without negatives (``mining.unmined_pairs: in_batch``)."""
     train = data.splits["train"]
     # Both search the whole training pool (training answers and corpus_file) and write the rows to the run folder.
     pool_and_path = {"extra_documents": data.training_documents, "cache": cache, "path": files.triplets("train")}
     if data.has_given_negatives and config.mining.given_negatives != "ignore":
         given = read_given_negatives(train, data.all_pairs, data.protected_answers)
         training = given_negatives_training_set(
-            train, given, mining_model, config.mining, config.seed, **pool_and_path
+            train, given, mining_model, config.mining, config.seed, pairs_path=files.unmined_pairs, **pool_and_path
         )
     else:
         if data.has_given_negatives:
             logger.info("mining.given_negatives is ignore: mining every training pair, the data's negatives unused")
         training = mine_training_set(
-            train, mining_model, config.mining, config.seed, texts=data.corpus, **pool_and_path
+            train,
+            mining_model,
+            config.mining,
+            config.seed,
+            texts=data.corpus,
+            pairs_path=files.unmined_pairs,
+            **pool_and_path,
         )
     if files.mining.is_file():  # only when the cached triplets were removed by hand: say what is replaced
         logger.warning("Replacing %s with the diagnostics of the triplets mined now", files.mining)
     write_json(files.mining, training.diagnostics.to_dict())
-    return training.triplets
+    return training.triplets, training.pairs
+
+
+@dataclass
+class Scores:
+    """One model's scores on the test questions: the metrics, the query-positive/negative similarities the report
+    histograms, and each question's ranking (for the questions that got better or worse)."""
+
+    metrics: dict[str, float]
+    similarities: dict[str, list[float]]
+    rankings: dict[str, QueryRanking]
 
 
 def score(
@@ -154,14 +192,15 @@ def score(
     triplets: Dataset,
     config: RunConfig,
     cache: EmbeddingCache | None = None,
-) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """The evaluator's metrics, and the query-positive/negative similarities the report histograms (their answers
-    read from ``cache``, where the evaluation has just put the pool)."""
+) -> Scores:
+    """The evaluator's metrics, the similarities (their answers read from ``cache``, where the evaluation has just
+    put the pool) and the rankings."""
     metrics = evaluate(model, evaluator)
     similarities = pair_similarities(
         model, triplets, config.evaluation.similarity_sample, config.evaluation.batch_size, cache
     )
-    return metrics, similarities
+    rankings = evaluator.rankings() if isinstance(evaluator, PoolSequentialEvaluator) else {}
+    return Scores(metrics, similarities, rankings)
 
 
 def baseline_stage(
@@ -171,32 +210,45 @@ def baseline_stage(
     triplets: Dataset,
     config: RunConfig,
     cache: EmbeddingCache | None = None,
-) -> tuple[dict[str, float], dict[str, list[float]]]:
+) -> Scores:
     """Score the untouched model on the test questions (or reuse the run's saved baseline)."""
     if files.baseline.is_file():
         saved = read_json(files.baseline)
-        return saved["baseline"], saved["similarities"]
-    baseline, similarities = score(model, evaluator, triplets, config, cache)
-    write_json(files.baseline, {"baseline": baseline, "similarities": similarities})
-    return baseline, similarities
+        rankings = rankings_from_json(saved.get("rankings", {}))  # runs of older versions saved none
+        return Scores(saved["baseline"], saved["similarities"], rankings)
+    baseline = score(model, evaluator, triplets, config, cache)
+    write_json(
+        files.baseline,
+        {
+            "baseline": baseline.metrics,
+            "similarities": baseline.similarities,
+            "rankings": rankings_to_json(baseline.rankings),
+        },
+    )
+    return baseline
 
 
 def train_stage(
     files: RunFiles,
     model: SentenceTransformer,
-    train_triplets: Dataset,
+    train_triplets: Dataset | DatasetDict,
     step_triplets: Dataset,
     evaluator: BaseEvaluator,
     config: RunConfig,
     device: str,
     resumed: bool,
     baseline: dict[str, float] | None = None,
+    scores_dev: bool = False,
 ) -> TrainingResult:
-    """Train and save the final model; after a crash, continue from the last checkpoint, and when the final
-    model was already saved, only read back what the training reported. ``baseline`` is logged at step 0."""
+    """Train, merge with the base model as ``merge_with_base`` says, and save the final model; after a crash,
+    continue from the last checkpoint, and when the final model was already saved, only read back what the training
+    reported. ``baseline`` is logged at step 0; with ``scores_dev`` the evaluator scores dev questions, on which the
+    best checkpoint (``training.best_on_dev``) and the merge's weight are chosen."""
     if files.final_model.is_dir():
         logger.info("Training had finished: using the saved %s", files.final_model)
-        return history_from_checkpoint(last_checkpoint(files.checkpoints))
+        result = history_from_checkpoint(last_checkpoint(files.checkpoints))
+        result.merge = read_json(files.merge) if files.merge.is_file() else None
+        return result
     checkpoint = last_checkpoint(files.checkpoints) if resumed else None
     # The gist losses' frozen guide (the mining model was released after mining: loaded again, on this device).
     guide = load_guide(config, device)
@@ -212,13 +264,36 @@ def train_stage(
         resume_from_checkpoint=checkpoint,
         guide=guide,
         baseline=baseline,
+        scores_dev=scores_dev,
     )
     if checkpoint is not None:
         result.resumed_from_step = int(Path(checkpoint).name.rsplit("-", 1)[-1])
-    if distributed.is_main_process():  # under torchrun, rank 0 saves; the other ranks stop here
+    if result.chosen_step is not None:
+        logger.info(
+            "The best checkpoint on the dev questions is step %d of %d", result.chosen_step, result.global_step
+        )
+    if distributed.is_main_process():  # under torchrun, rank 0 merges and saves; the other ranks stop here
+        model, merge = choose_merge(
+            model,
+            lambda: load_configured_model(config, config.model_name, device, "model_name"),
+            dev_scorer(evaluator, config.evaluation.precision) if scores_dev else None,
+            config.merge_with_base,
+        )
+        result.merge = merge.to_dict()
+        write_json(files.merge, result.merge)
         describe_model(model, config)  # the card names the data set, base model, language and license
         save_model_atomically(model, files.final_model)  # a temporary folder, then renamed: never half-written
     return result
+
+
+def dev_scorer(evaluator: BaseEvaluator, precision: str) -> Callable[[SentenceTransformer], dict[str, float]]:
+    """Scores a model on the dev questions in the precision of baseline and final (``evaluation.precision``)."""
+
+    def scored(model: SentenceTransformer) -> dict[str, float]:
+        with encoding(precision, model):
+            return evaluate(model, evaluator)
+
+    return scored
 
 
 @dataclass
@@ -226,8 +301,7 @@ class FinalScores:
     """The final stage's output: the saved final model, reloaded, and its scores."""
 
     model: SentenceTransformer
-    test: dict[str, float]  # the test questions, scored as the baseline was
-    similarities: dict[str, list[float]]
+    test: Scores  # the test questions, scored as the baseline was
     dev: dict[str, float] | None  # the dev questions, scored as during training (None without dev questions)
 
 
@@ -245,9 +319,10 @@ def final_stage(
     # The final model's pool embeddings stay in the run folder: make infer-embed reads them instead of encoding.
     cache = EmbeddingCache(files.embeddings)
     evaluator = evaluator_for_set(config, test_set, model.get_embedding_dimension(), cache)
-    test, similarities = score(model, evaluator, test_set.triplets, config, cache)
-    dev = evaluate(model, step_evaluator) if step_set.split == "dev" else None
-    return FinalScores(model, test, similarities, dev)
+    with encoding(config.evaluation.precision, model):  # as the baseline was scored
+        test = score(model, evaluator, test_set.triplets, config, cache)
+        dev = evaluate(model, step_evaluator) if step_set.split == "dev" else None
+    return FinalScores(model, test, dev)
 
 
 def finish_run(files: RunFiles, metrics: dict[str, Any], similarities: dict[str, Any]) -> None:

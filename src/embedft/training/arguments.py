@@ -30,6 +30,7 @@ def build_training_arguments(
     model: SentenceTransformer | None = None,
     columns: Sequence[str] | None = None,
     train_rows: int | None = None,
+    scores_dev: bool = False,
 ) -> SentenceTransformerTrainingArguments:
     """Translate the run config into trainer arguments: embedft's own options, then every trainer argument given
     under ``training:`` (``training.trainer_arguments``) as it was written.
@@ -44,6 +45,8 @@ def build_training_arguments(
         columns: the training dataset's text columns; None means the mined (query, answer, negative) triplets.
         train_rows: the number of training rows, from which ``'auto'`` eval and save intervals follow (None: the
             smallest auto interval).
+        scores_dev: whether the evaluator scores dev questions; with ``training.best_on_dev`` the best checkpoint
+            on them becomes the final model (:func:`best_checkpoint_arguments`).
 
     Raises:
         ConfigError: the trainer refuses a value or a combination (one line naming the key).
@@ -57,7 +60,11 @@ def build_training_arguments(
     fields = SentenceTransformerTrainingArguments.__dataclass_fields__
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
     steps = optimizer_steps(config, train_rows)
-    passthrough = dict(training.trainer_arguments)
+    eval_steps = step_interval(training.eval_steps, steps)
+    save_steps = step_interval(training.save_steps, steps)
+    evaluates = has_evaluator and training.eval_steps is not None
+    best = best_checkpoint_arguments(config, model, eval_steps, save_steps) if evaluates and scores_dev else {}
+    passthrough = {**best, **training.trainer_arguments}
     if "metric_for_best_model" in passthrough:
         passthrough["metric_for_best_model"] = trainer_metric(passthrough["metric_for_best_model"], model)
     arguments = dict(
@@ -74,10 +81,10 @@ def build_training_arguments(
         **{checkpointing: training.gradient_checkpointing},
         # Every loss uses the other pairs of a batch as negatives: a duplicate text would be its own negative.
         batch_sampler=no_duplicates_batch_sampler(),
-        eval_strategy="steps" if has_evaluator and training.eval_steps is not None else "no",
-        eval_steps=step_interval(training.eval_steps, steps),
+        eval_strategy="steps" if evaluates else "no",
+        eval_steps=eval_steps,
         save_strategy="steps",
-        save_steps=step_interval(training.save_steps, steps),
+        save_steps=save_steps,
         save_total_limit=training.save_total_limit,
         logging_steps=training.logging_steps,
         logging_first_step=True,
@@ -94,6 +101,26 @@ def build_training_arguments(
         return SentenceTransformerTrainingArguments(**{**arguments, **passthrough})
     except (ValueError, TypeError) as exc:
         raise ConfigError(trainer_refusal(exc, list(passthrough))) from None
+
+
+def best_checkpoint_arguments(
+    config: RunConfig, model: SentenceTransformer | None, eval_steps: int | float, save_steps: int | float
+) -> dict[str, Any]:
+    """The trainer arguments that make the checkpoint with the best dev NDCG@10 (triplet accuracy without retrieval
+    evaluation) the final model, when ``training.best_on_dev`` is on: ``load_best_model_at_end`` on that metric,
+    and a checkpoint at every evaluation (the trainer needs save_steps to be a multiple of eval_steps; it also
+    evaluates and saves after the last step). Trainer arguments given under ``training:`` still win."""
+    if not config.training.best_on_dev:
+        return {}
+    metric = "ndcg@10" if config.evaluation.information_retrieval else "triplet_accuracy"
+    arguments: dict[str, Any] = {
+        "load_best_model_at_end": True,
+        "metric_for_best_model": metric,
+        "greater_is_better": True,
+    }
+    if not (isinstance(save_steps, int) and isinstance(eval_steps, int) and save_steps % eval_steps == 0):
+        arguments["save_steps"] = eval_steps
+    return arguments
 
 
 # 'auto' eval and save intervals: about this many a run, and never closer or further apart than these step counts.

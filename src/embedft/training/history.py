@@ -21,6 +21,8 @@ class TrainingResult:
     first_step_at: float | None = None  # time.perf_counter() when the first optimizer step ended
     first_step_rss_gib: float | None = None  # the process's peak resident memory until then
     precision: str | None = None  # "bf16", "fp16" or "fp32": what the trainer computed in (None: not known)
+    chosen_step: int | None = None  # the best checkpoint on dev, which the model ended as (None: the last step)
+    merge: dict[str, Any] | None = None  # what merge_with_base did (MergeChoice.to_dict)
 
 
 def mean_logged_loss(log_history: list[dict[str, Any]]) -> float:
@@ -71,4 +73,5 @@ def history_from_checkpoint(checkpoint: str | None) -> TrainingResult:
         global_step=int(state["global_step"]),
         train_loss=mean_logged_loss(state["log_history"]),
         history=history_from_log(state["log_history"]),
+        chosen_step=state.get("best_global_step"),
     )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from embedft.config.schema import GUIDED_LOSSES, RunConfig
+from embedft.config.schema import GUIDED_LOSSES, RunConfig, TrainingConfig
 from embedft.config.validation import check_gist_negatives, check_matryoshka_dims, guide_key, static_guide_refusal
 from embedft.errors import ConfigError, first_line
 from embedft.models.loading import is_static, load_configured_model
@@ -55,6 +55,17 @@ def matryoshka_training_dims(dims: Sequence[int], dimension: int | None) -> list
     return sorted({*dims, *([dimension] if dimension is not None else [])}, reverse=True)
 
 
+def contrast_options(training: TrainingConfig) -> dict[str, Any]:
+    """What the mnrl and cached_mnrl losses contrast and how hard negatives weigh: ``training.directions``,
+    ``partition_mode``, ``hardness_mode`` and ``hardness_strength``, as MultipleNegativesRankingLoss takes them."""
+    return {
+        "directions": tuple(training.directions),
+        "partition_mode": training.partition_mode,
+        "hardness_mode": training.hardness_mode,
+        "hardness_strength": training.hardness_strength,
+    }
+
+
 def build_loss(
     model: SentenceTransformer,
     config: RunConfig,
@@ -91,10 +102,13 @@ def build_loss(
         raise ValueError(f"the {name} loss needs its guide model: pass guide=load_guide(config, device)")
     if columns is not None:
         check_gist_negatives(name, len(columns) - 2)
+    contrast = contrast_options(config.training)
     constructors: dict[str, Callable[[], nn.Module]] = {
-        "mnrl": lambda: losses.MultipleNegativesRankingLoss(model, scale=scale, gather_across_devices=gather),
+        "mnrl": lambda: losses.MultipleNegativesRankingLoss(
+            model, scale=scale, gather_across_devices=gather, **contrast
+        ),
         "cached_mnrl": lambda: losses.CachedMultipleNegativesRankingLoss(
-            model, scale=scale, mini_batch_size=mini_batch_size, gather_across_devices=gather
+            model, scale=scale, mini_batch_size=mini_batch_size, gather_across_devices=gather, **contrast
         ),
         # What MultipleNegativesSymmetricRankingLoss does, in the form that replaced it (it is deprecated).
         "symmetric": lambda: losses.MultipleNegativesRankingLoss(

@@ -21,7 +21,7 @@ from embedft.training.history import TrainingResult, history_from_log, mean_logg
 from embedft.training.losses import build_loss
 
 if TYPE_CHECKING:
-    from datasets import Dataset
+    from datasets import Dataset, DatasetDict
     from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
     from sentence_transformers.sentence_transformer import SentenceTransformer
 
@@ -51,6 +51,19 @@ class FiniteLossTrainer(SentenceTransformerTrainer):
         return result
 
 
+def main_rows(train_rows: Dataset | DatasetDict) -> Dataset:
+    """The training rows with negatives: the dataset itself, or of a DatasetDict (mined rows and the pairs kept
+    without negatives) the widest one, whose columns the loss and the prompts are checked against."""
+    if isinstance(train_rows, dict):
+        return max(train_rows.values(), key=lambda rows: len(rows.column_names))
+    return train_rows
+
+
+def row_count(train_rows: Dataset | DatasetDict) -> int:
+    """The training rows of every dataset together."""
+    return sum(len(rows) for rows in train_rows.values()) if isinstance(train_rows, dict) else len(train_rows)
+
+
 def text_columns(train_rows: Dataset, eval_rows: Dataset | None) -> list[str]:
     """The training rows' columns, then any other column of the evaluation rows: with n-tuple training rows
     (``negative_1..k``) the evaluation triplets' ``negative`` needs its document prompt and route as well."""
@@ -61,13 +74,14 @@ def text_columns(train_rows: Dataset, eval_rows: Dataset | None) -> list[str]:
 
 def build_trainer(
     model: SentenceTransformer,
-    train_triplets: Dataset,
+    train_triplets: Dataset | DatasetDict,
     eval_triplets: Dataset | None,
     evaluator: BaseEvaluator | None,
     config: RunConfig,
     checkpoint_dir: str,
     device: str,
     guide: SentenceTransformer | None = None,
+    scores_dev: bool = False,
 ) -> FiniteLossTrainer:
     """The trainer of :func:`train_model`: the run's trainer arguments (:func:`build_training_arguments`) and loss
     (:func:`build_loss`) on these rows."""
@@ -77,22 +91,23 @@ def build_trainer(
         device,
         evaluator is not None,
         model,
-        columns=text_columns(train_triplets, eval_triplets),
-        train_rows=len(train_triplets),
+        columns=text_columns(main_rows(train_triplets), eval_triplets),
+        train_rows=row_count(train_triplets),
+        scores_dev=scores_dev,
     )
     return FiniteLossTrainer(
         model=model,
         args=args,
         train_dataset=train_triplets,
         eval_dataset=eval_triplets,
-        loss=build_loss(model, config, guide, columns=train_triplets.column_names),
+        loss=build_loss(model, config, guide, columns=main_rows(train_triplets).column_names),
         evaluator=evaluator,
     )
 
 
 def train_model(
     model: SentenceTransformer,
-    train_triplets: Dataset,
+    train_triplets: Dataset | DatasetDict,
     eval_triplets: Dataset | None,
     evaluator: BaseEvaluator | None,
     config: RunConfig,
@@ -102,6 +117,7 @@ def train_model(
     resume_from_checkpoint: str | None = None,
     guide: SentenceTransformer | None = None,
     baseline: dict[str, float] | None = None,
+    scores_dev: bool = False,
 ) -> TrainingResult:
     """Fine-tune ``model`` in place with the configured loss (:func:`build_loss`) on (query, answer, negative...)
     rows.
@@ -120,6 +136,8 @@ def train_model(
         guide: the frozen guide model the gist losses need (:func:`load_guide`); None for the other losses.
         baseline: the base model's scores, logged at step 0 to every logger of ``training.report_to`` as
             ``eval_baseline_<metric>`` (not on a resumed run, whose first session logged them).
+        scores_dev: whether ``evaluator`` scores dev questions: with ``training.best_on_dev`` the model ends as the
+            checkpoint with the best dev score, and the result says which step that was.
 
     Raises:
         ConfigError: the configured loss cannot train this model or data (see :func:`build_loss`).
@@ -132,7 +150,9 @@ def train_model(
     if tensorboard_dir is not None:
         # transformers 5's TensorBoardCallback takes its folder from this variable, not from the arguments.
         os.environ["TENSORBOARD_LOGGING_DIR"] = tensorboard_dir
-    trainer = build_trainer(model, train_triplets, eval_triplets, evaluator, config, checkpoint_dir, device, guide)
+    trainer = build_trainer(
+        model, train_triplets, eval_triplets, evaluator, config, checkpoint_dir, device, guide, scores_dev
+    )
     clock = FirstStepClock()
     trainer.add_callback(clock)
     if resume_from_checkpoint is not None:
@@ -161,4 +181,5 @@ def train_model(
         first_step_at=clock.at,
         first_step_rss_gib=clock.peak_rss_gib,
         precision="bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
+        chosen_step=trainer.state.best_global_step if trainer.args.load_best_model_at_end else None,
     )
