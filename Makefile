@@ -4,17 +4,20 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# torch is installed first, from TORCH_SPEC, so the other packages never pick its build. On PyPI's Linux index
-# torch==2.13.0 is the multi-GB CUDA build: for the CPU wheel use
-# TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu", for a GPU the matching CUDA index,
-# e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128".
-TORCH_SPEC ?= torch==2.13.0
+# torch is installed first, from TORCH_SPEC, so the other packages never pick its build. By default
+# scripts/torch_spec.py chooses: the CPU wheel where there is no NVIDIA driver (PyPI's Linux torch is the multi-GB
+# CUDA build), else the CUDA build the driver runs. Give your own to override it, e.g.
+# TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128".
+TORCH_SPEC ?= $(shell $(PYTHON) scripts/torch_spec.py)
 # The lock of tested versions (make lock writes it): every other package is installed at the version the suite
 # passed on. LOCK= installs from pyproject.toml's ranges instead, upgrading to the newest (as make test-latest does).
 LOCK ?= requirements/constraints.txt
 LATEST_VENV ?= .venv-latest
 CONFIG ?= configs/run_embedding_mnrl.yaml
 SET ?=
+# SET reaches the scripts through the environment as one string (--set-line "$$SET"), never parsed by the shell: a
+# stray quote in it is one error line, not a shell syntax error.
+export SET
 MODEL ?=
 TEXT ?=
 FILE ?=
@@ -25,6 +28,7 @@ DRY_RUN ?=
 TB_PORT ?=
 PYTEST_ARGS ?=
 RUN ?= outputs/latest
+INDEX_OUT ?=
 DATA ?=
 SEEDS ?= 12 13
 BENCH_CONFIG ?= configs/bench-medquad.yaml
@@ -39,6 +43,10 @@ NODE_RANK ?= 0
 MASTER_ADDR ?=
 MASTER_PORT ?=
 OUT ?= outputs/bench-scale/$(N)
+SHAPE ?= minilm
+DEVICE ?=
+BATCH ?= 32
+STEPS ?= 20
 
 # One process: the script itself; more: every process runs it under torchrun (embedft.cli.torchrun checks the layout).
 TRAIN_RUNNER = $(if $(filter-out 1,$(NPROC) $(NNODES)),$(PY) -m embedft.cli.torchrun --nproc $(NPROC) --nnodes $(NNODES) \
@@ -52,7 +60,7 @@ DRY = $(filter 1 true yes,$(DRY_RUN))
 CONFIG_IF_GIVEN = $(if $(filter command line environment environment override,$(origin CONFIG)),--config $(CONFIG))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-embed-dirs train-embed train-embed-tb eval-embed infer-embed report bench-quality bench-ablation bench-scale test lint \
+.PHONY: help setup setup-embed-dirs train-embed train-embed-tb eval-embed infer-embed export-index report bench-quality bench-ablation bench-scale bench-throughput test lint \
 	config-reference test-latest lock
 
 help: ## List the targets
@@ -72,41 +80,49 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 setup: $(VENV)/.installed ## Create .venv and install embedft (torch first, then the lock of tested versions)
 
 setup-embed-dirs: $(VENV)/.installed ## Check the config and create output_dir (and cache_dir)
-	$(PY) scripts/show_config.py --make-dirs --config $(CONFIG) $(SET)
+	$(PY) scripts/show_config.py --make-dirs --config $(CONFIG) $(if $(SET),--set-line "$$SET")
 
 train-embed: $(VENV)/.installed ## Mine hard negatives, train with MNRL, evaluate before/after (RESUME=run|latest, NPROC=N, DRY_RUN=1)
 	$(if $(DRY),$(PY),$(TRAIN_RUNNER)) scripts/train_embed.py --config $(CONFIG) $(if $(DRY),--dry-run) \
-		$(if $(RESUME),--resume $(RESUME)) $(SET)
+		$(if $(RESUME),--resume $(RESUME)) $(if $(SET),--set-line "$$SET")
 
 train-embed-tb: $(VENV)/.installed ## train-embed with TensorBoard serving the runs (TB_PORT=6006, RESUME)
-	@outdir=$$($(PY) scripts/show_config.py --config $(CONFIG) $(SET) --get output_dir) || exit 2; \
-	port=$(if $(TB_PORT),$(TB_PORT),$$($(PY) scripts/show_config.py --config $(CONFIG) $(SET) --get tensorboard_port)); \
+	@outdir=$$($(PY) scripts/show_config.py --config $(CONFIG) $(if $(SET),--set-line "$$SET") --get output_dir) || exit 2; \
+	port=$(if $(TB_PORT),$(TB_PORT),$$($(PY) scripts/show_config.py --config $(CONFIG) $(if $(SET),--set-line "$$SET") --get tensorboard_port)); \
 	mkdir -p "$$outdir"; \
 	$(VENV)/bin/tensorboard --logdir "$$outdir" --port "$$port" --bind_all >"$$outdir/tensorboard-server.log" 2>&1 & \
 	echo "TensorBoard: http://localhost:$$port/ (pid $$!, log $$outdir/tensorboard-server.log; stop with: kill $$!)"; \
-	$(TRAIN_RUNNER) scripts/train_embed.py --config $(CONFIG) $(if $(RESUME),--resume $(RESUME) $(SET),$(SET) training.report_to=[tensorboard])
+	$(TRAIN_RUNNER) scripts/train_embed.py --config $(CONFIG) $(if $(RESUME),--resume $(RESUME),training.report_to=[tensorboard]) $(if $(SET),--set-line "$$SET")
 
 eval-embed: $(VENV)/.installed ## Evaluate a model (MODEL=path, default: latest run's final model)
-	$(PY) scripts/eval_embed.py $(if $(MODEL),--model $(MODEL)) $(CONFIG_IF_GIVEN) $(SET)
+	$(PY) scripts/eval_embed.py $(if $(MODEL),--model $(MODEL)) $(CONFIG_IF_GIVEN) $(if $(SET),--set-line "$$SET")
 
 infer-embed: $(VENV)/.installed ## Top-k answers for TEXT="..." / FILE=path / stdin (MODEL, CORPUS, TOP_K)
 	$(PY) scripts/infer_embed.py $(if $(MODEL),--model $(MODEL)) $(if $(FILE),--file $(FILE)) \
 		$(if $(CORPUS),--corpus $(CORPUS)) --top-k $(TOP_K) $(CONFIG_IF_GIVEN) \
-		$(if $(SET),--set-line "$(SET)") $(if $(TEXT),"$(TEXT)")
+		$(if $(SET),--set-line "$$SET") $(if $(TEXT),"$(TEXT)")
+
+export-index: $(VENV)/.installed ## A faiss index of the pool for serving (MODEL, CORPUS, INDEX_OUT; default <run>/index)
+	$(PY) scripts/export_index.py $(if $(MODEL),--model $(MODEL)) $(if $(CORPUS),--corpus $(CORPUS)) \
+		$(if $(INDEX_OUT),--output $(INDEX_OUT)) $(CONFIG_IF_GIVEN) $(if $(SET),--set-line "$$SET")
 
 report: $(VENV)/.installed ## Rebuild report.md and plots of a run (RUN=outputs/latest)
 	$(PY) scripts/report.py $(RUN)
 
 bench-quality: $(VENV)/.installed ## Quality benchmark: DATA=path/to/pairs.jsonl (SEEDS="12 13", BENCH_CONFIG, BENCH_DIR)
 	@test -n "$(DATA)" || { echo "error: give the data set, e.g. make bench-quality DATA=../shared/data/medquad/pairs.jsonl" >&2; exit 2; }
-	$(PY) scripts/bench_quality.py --data $(DATA) --config $(BENCH_CONFIG) --seeds $(SEEDS) --output-dir $(BENCH_DIR) $(SET)
+	$(PY) scripts/bench_quality.py --data $(DATA) --config $(BENCH_CONFIG) --seeds $(SEEDS) --output-dir $(BENCH_DIR) $(if $(SET),--set-line "$$SET")
 
 bench-ablation: $(VENV)/.installed ## Recipes compared over seeds: DATA=path (RECIPES=configs/ablation.yaml, SEEDS, BENCH_CONFIG, CONTINUE=results folder)
 	@test -n "$(DATA)" || { echo "error: give the data set, e.g. make bench-ablation DATA=../shared/data/medquad/pairs.jsonl" >&2; exit 2; }
-	$(PY) scripts/bench_quality.py --data $(DATA) --config $(BENCH_CONFIG) --seeds $(SEEDS) --recipes $(RECIPES) --output-dir $(ABLATION_DIR) $(if $(CONTINUE),--continue $(CONTINUE)) $(SET)
+	$(PY) scripts/bench_quality.py --data $(DATA) --config $(BENCH_CONFIG) --seeds $(SEEDS) --recipes $(RECIPES) --output-dir $(ABLATION_DIR) $(if $(CONTINUE),--continue $(CONTINUE)) $(if $(SET),--set-line "$$SET")
 
 bench-scale: $(VENV)/.installed ## Scale benchmark: N synthetic pairs (or DATA=path), mine, few steps; OUT/results.json
-	$(PY) scripts/bench_scale.py --pairs $(N) --output-dir $(OUT) $(if $(DATA),--data $(DATA)) $(SET)
+	$(PY) scripts/bench_scale.py --pairs $(N) --output-dir $(OUT) $(if $(DATA),--data $(DATA)) $(if $(SET),--set-line "$$SET")
+
+bench-throughput: $(VENV)/.installed ## Training-step throughput, embedft vs the plain recipe: OUT=folder (SHAPE=minilm, DEVICE, BATCH=32, STEPS=20)
+	$(PY) scripts/bench_throughput.py --output-dir $(OUT) --shape $(SHAPE) --batch-size $(BATCH) --steps $(STEPS) \
+		$(if $(DEVICE),--device $(DEVICE))
 
 test: $(VENV)/.installed ## Run the test suite (offline, real models, about 11 min on 2 CPU cores)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -33,7 +33,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="An earlier results folder to add to: its finished runs are read back, a stopped one is resumed.",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="Further config overrides (every run).")
-    return parser.parse_args(argv)
+    common.add_set_line(parser)
+    args = parser.parse_args(argv)
+    args.overrides += args.set_line
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

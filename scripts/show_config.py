@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference:
         print(reference())
         return 0
-    config = common.load_checked_config(args.config, args.overrides)
+    config = common.load_checked_config(args.config, args.overrides + args.set_line)
     values = config.to_dict()
     if args.get:
         node = values

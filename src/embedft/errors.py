@@ -31,3 +31,11 @@ class OutputError(EmbedftError):
 
 class TrainingError(EmbedftError):
     """Training cannot go on (e.g. the loss is no longer finite); the last good checkpoint is kept."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run: says where the run is and how to resume it, in one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

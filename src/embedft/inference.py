@@ -92,6 +92,23 @@ def corpus_cache(run_dir: Path | None, config: RunConfig) -> EmbeddingCache | No
     return None
 
 
+def load_corpus(config: RunConfig, corpus_file: str | None) -> list[str]:
+    """The documents to search: ``corpus_file`` (a ``.jsonl`` with ``text`` rows, or a text file with one document a
+    line), else the run's retrieval pool (every answer of the configured data, plus its corpus_file).
+
+    Raises:
+        DataError: the corpus file cannot be read or is empty.
+    """
+    if corpus_file is None:
+        return retrieval_pool(config)
+    if corpus_file.lower().endswith(".jsonl"):
+        return load_corpus_file(corpus_file, key="--corpus")
+    corpus = read_texts([], corpus_file, None)
+    if not corpus:
+        raise DataError(f"the corpus {corpus_file} is empty: give a file with one document per line")
+    return corpus
+
+
 def retrieve(
     config: RunConfig, model_path: str, run_dir: Path | None, queries: list[str], corpus_file: str | None, top_k: int
 ) -> list[list[Hit]]:
@@ -103,14 +120,7 @@ def retrieve(
     Raises:
         DataError: the corpus file cannot be read or is empty.
     """
-    if corpus_file is None:
-        corpus = retrieval_pool(config)
-    elif corpus_file.lower().endswith(".jsonl"):
-        corpus = load_corpus_file(corpus_file, key="--corpus")
-    else:
-        corpus = read_texts([], corpus_file, None)
-        if not corpus:
-            raise DataError(f"the corpus {corpus_file} is empty: give a file with one document per line")
+    corpus = load_corpus(config, corpus_file)
     device = resolve_device(config.device, for_training=False)
     model = load_configured_model(config, model_path, device, "MODEL")
     cache = corpus_cache(run_dir, config)

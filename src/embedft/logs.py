@@ -11,12 +11,22 @@ from pathlib import Path
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class ConsoleFormatter(logging.Formatter):
+    """The console's log lines: embedft's own warnings as ``warning: ...``, the way errors read ``error: ...``; every
+    other record (INFO progress, the libraries' messages) with its time, level and logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno == logging.WARNING and record.name.startswith("embedft"):
+            return f"warning: {record.getMessage()}"
+        return super().format(record)
+
+
 def setup_logging(log_file: Path | None = None) -> None:
     """Log INFO to stderr (and to ``log_file``); keep the libraries' own chatter at warnings."""
     root = logging.getLogger()
     if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in root.handlers):
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+        handler.setFormatter(ConsoleFormatter(LOG_FORMAT, datefmt="%H:%M:%S"))
         root.addHandler(handler)
     if log_file is not None:
         for old in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:  # one run's log at a time

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import run_script, write_jsonl
+from tests.conftest import ROOT, make_dry_run, run_script, write_jsonl
 
 SMALL_RUN = [
     "sample_size=64",
@@ -391,3 +391,42 @@ def test_the_report_lists_real_test_questions_that_got_better_or_worse(finished_
     report = (run_dir / "report.md").read_text()
     assert "## Which questions got better or worse" in report and listed[0]["question"] in report
     assert "## How the final model was chosen" in report and "| 1.0" in report
+
+
+def test_make_setup_picks_the_cpu_wheel_without_a_driver_and_the_drivers_cuda_build_with_one():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("torch_spec", ROOT / "scripts" / "torch_spec.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    header = "| NVIDIA-SMI 570.86.15    Driver Version: 570.86.15    CUDA Version: {} |"
+    assert module.torch_spec(None) == "torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu"
+    assert module.torch_spec(header.format("12.8")).endswith("--index-url https://download.pytorch.org/whl/cu128")
+    assert module.torch_spec(header.format("13.1")).endswith("/whl/cu130")
+    assert module.torch_spec(header.format("12.7")).endswith("/whl/cu126")
+    assert module.torch_spec(header.format("11.8")) == "torch==2.13.0"  # PyPI's own build; TORCH_SPEC to choose
+    assert "TORCH_SPEC=torch==2.0.0" not in make_dry_run("setup", "VENV=/nonexistent", "TORCH_SPEC=torch==2.0.0")
+    assert "install -q torch==2.0.0" in make_dry_run("setup", "VENV=/nonexistent", "TORCH_SPEC=torch==2.0.0")
+
+
+def test_export_index_writes_a_faiss_index_that_plain_faiss_and_sentence_transformers_query(finished_run, tmp_path):
+    import faiss
+    from sentence_transformers.sentence_transformer import SentenceTransformer
+
+    output_dir, _ = finished_run
+    run_dir = (output_dir / "latest").resolve()
+    result = run_script("export_index.py", "--model", str(run_dir), "--output", str(tmp_path / "index"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    documents = [json.loads(line) for line in (tmp_path / "index" / "documents.jsonl").open()]
+    about = json.loads((tmp_path / "index" / "index.json").read_text())
+    assert len(documents) == about["documents"] == 503 and about["dimension"] == 384
+    # The README's five lines.
+    model = SentenceTransformer(str(run_dir / "final"))
+    index = faiss.read_index(str(tmp_path / "index" / "index.faiss"))
+    question = "How long is a building permit valid?"
+    scores, rows = index.search(model.encode_query([question], normalize_embeddings=True), 3)
+    inferred = run_script("infer_embed.py", question, "--model", str(run_dir), "--top-k", "3", "--json")
+    hits = json.loads(inferred.stdout.strip().splitlines()[-1])["hits"]
+    assert [documents[row]["text"] for row in rows[0]] == [hit["text"] for hit in hits]
+    again = run_script("export_index.py", "--model", str(run_dir), "--output", str(tmp_path / "index"))
+    assert again.returncode == 2 and "already exists and is never overwritten" in again.stderr

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from embedft.run.pipeline import StageClock, evaluation_protocol, shorten
+from embedft.run.pipeline import StageClock, evaluation_protocol
+from embedft.text import shorten
 from embedft.training.history import TrainingResult
 
 

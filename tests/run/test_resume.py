@@ -102,6 +102,42 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_step_count(tmp_path):
     assert metrics["training"]["train_loss"] == pytest.approx(reference["training"]["train_loss"], rel=1e-6)
 
 
+def test_ctrl_c_names_the_run_its_last_checkpoint_and_the_resume_command(tmp_path):
+    output_dir = tmp_path / "outputs"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "train_embed.py"), *TINY_RUN, f"output_dir={output_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 400
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            runs = [p for p in output_dir.glob("*") if (p / "checkpoints").is_dir()]
+            if runs and last_checkpoint(runs[0] / "checkpoints"):
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    (run_dir,) = [p for p in output_dir.iterdir() if p.is_dir()]
+    checkpoint = last_checkpoint(run_dir / "checkpoints")
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line == (
+        f"interrupted: the run {run_dir} stopped after step {checkpoint.rsplit('-', 1)[-1]} ({checkpoint}); resume it "
+        f"with: make train-embed RESUME={run_dir}"
+    )
+    assert "Traceback" not in stderr and last_line in (run_dir / "train.log").read_text()
+    resumed = run_script("train_embed.py", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Continuing the training from {checkpoint} (step {checkpoint.rsplit('-', 1)[-1]})" in resumed.stderr
+
+
 def test_non_finite_loss_stops_with_the_step_and_a_hint(tmp_path):
     # A temperature of 1e-40 makes the similarity scale overflow to infinity: the loss is NaN at once.
     result = run_script("train_embed.py", *TINY_RUN, "temperature=1e-40", f"output_dir={tmp_path}")

@@ -76,6 +76,20 @@ Examples:
 """
 
 
+EXPORT_DESCRIPTION = """\
+Write a model's embeddings of a corpus as a faiss index, for serving without embedft.
+
+The model defaults to the latest run's final model, the corpus to that run's retrieval pool (its final evaluation
+kept the pool's embeddings, so nothing is encoded again). The folder (default: <run>/index) gets index.faiss (exact
+inner product on unit vectors: the model's cosine), documents.jsonl (line i is row i: {"id", "text"}) and
+index.json; an existing folder is never overwritten. The README shows how to query it with faiss and
+sentence-transformers alone.
+
+Example:
+    embedft export-index [--model PATH] [--corpus FILE] [--output DIR]
+"""
+
+
 REPORT_DESCRIPTION = """\
 Rebuild a run's report.md and PNG plots from its metrics.json (and similarities.json).
 
@@ -110,10 +124,12 @@ def train_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def train_main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the whole training job (:func:`embedft.run.pipeline.train_embed`) and print its summary."""
     args = train_parser(prog).parse_args(argv)
+    args.overrides += args.set_line
     config = common.load_checked_config(args.config, args.overrides)
     use_offline_mode(run_config(config, args.resume).source_names)
     # Imported after use_offline_mode, on purpose: the Hugging Face libraries read HF_HUB_OFFLINE once, when imported.
-    from embedft.run.pipeline import preview_data, train_embed
+    from embedft.run.pipeline import train_embed
+    from embedft.run.preview import preview_data
 
     if args.dry_run:
         print(preview_data(config), flush=True)
@@ -141,6 +157,7 @@ def eval_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def eval_main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Score a model on the configured test questions and print (and with ``--output`` write) the metrics."""
     args = eval_parser(prog).parse_args(argv)
+    args.overrides += args.set_line
 
     setup_logging()
     model_path, run_dir, config = resolve_model_and_config(args.model, args.config, args.overrides)
@@ -176,21 +193,14 @@ def infer_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="Print JSON lines instead of a readable list.")
     parser.add_argument("--config", default=None, help="Config whose data set gives the corpus (default: the run's).")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="key=value")
-    parser.add_argument(
-        "--set-line",
-        default=None,
-        metavar="'key=value ...'",
-        help="Several overrides in one string, split as a shell splits words (make infer-embed passes SET so, "
-        "so that a quoted value may hold spaces).",
-    )
+    common.add_set_line(parser)
     return parser
 
 
 def infer_main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Print the ``--top-k`` best documents of the corpus for each query text."""
     args = infer_parser(prog).parse_args(argv)
-    if args.set_line:
-        args.overrides += common.split_overrides(args.set_line)
+    args.overrides += args.set_line
 
     stdin_text = None if sys.stdin is None or sys.stdin.isatty() or args.texts or args.file else sys.stdin.read()
     queries = read_texts(args.texts, args.file, stdin_text)
@@ -213,6 +223,34 @@ def infer_main(argv: list[str] | None = None, prog: str | None = None) -> int:
         for rank, hit in enumerate(hits, start=1):
             text = " ".join(hit.text.split())
             print(f"  {rank}. {hit.score:.4f}  {text[:200]}{'...' if len(text) > 200 else ''}")
+    return 0
+
+
+def export_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """``embedft export-index`` / ``scripts/export_index.py``: ``--model``, ``--corpus``, ``--output``."""
+    parser = new_parser(prog, EXPORT_DESCRIPTION)
+    parser.add_argument("--model", default=None, help="Model or run folder (default: the latest run's final model).")
+    parser.add_argument("--corpus", default=None, help="Documents to index (default: the run's retrieval pool).")
+    parser.add_argument("--output", default=None, help="Folder to write (default: <run>/index).")
+    common.add_config_arguments(parser, config_default=None)
+    return parser
+
+
+def export_main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Index the corpus with the model (:func:`embedft.export.export_index`) and say where the files are."""
+    args = export_parser(prog).parse_args(argv)
+    args.overrides += args.set_line
+    model_path, run_dir, config = resolve_model_and_config(args.model, args.config, args.overrides)
+    if args.output is None and run_dir is None:
+        raise OutputError(f"{model_path} is not a run's model: give --output for the index folder")
+    output = Path(args.output) if args.output is not None else RunFiles(run_dir).index
+    use_offline_mode([model_path, *config.source_names])
+    setup_logging()
+    # Imported after use_offline_mode, on purpose: the Hugging Face libraries read HF_HUB_OFFLINE once, when imported.
+    from embedft.export import export_index
+
+    count = export_index(config, model_path, run_dir, args.corpus, output)
+    print(f"Indexed {count} documents: {output} (index.faiss, documents.jsonl, index.json)")
     return 0
 
 
@@ -242,6 +280,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str] | None, str | None], int], str]] =
     "eval": (eval_main, "score a model on the run's test questions (make eval-embed)"),
     "infer": (infer_main, "top-k answers for query texts (make infer-embed)"),
     "report": (report_main, "rebuild a run's report.md and plots (make report)"),
+    "export-index": (export_main, "a faiss index of a corpus for serving (make export-index)"),
 }
 
 
@@ -259,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog=f"commands:\n{listing}\n\n'embedft COMMAND --help' shows a command's arguments.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=list(COMMANDS), help="train, eval, infer or report")
+    parser.add_argument("command", choices=list(COMMANDS), help=", ".join(COMMANDS))
     parser.parse_args(argv[:1])  # no or an unknown command: the usage and an error (exit 2); --help: the help
     return 0  # not reached: parse_args exits
 

@@ -15,13 +15,26 @@ EXIT_USER_ERROR = 2
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_default: str | None) -> None:
-    """``--config PATH`` and trailing ``key=value`` overrides."""
+    """``--config PATH``, trailing ``key=value`` overrides and ``--set-line`` (:func:`add_set_line`)."""
     parser.add_argument("--config", default=config_default, help="YAML config file (default: %(default)s).")
     parser.add_argument(
         "overrides",
         nargs="*",
         metavar="key=value",
         help="Override single config keys, e.g. num_epochs=1 mining.num_negatives=2.",
+    )
+    add_set_line(parser)
+
+
+def add_set_line(parser: argparse.ArgumentParser) -> None:
+    """``--set-line 'key=value ...'``: several overrides in one string, split as a shell splits words. The make
+    targets hand SET over this way, untouched by the shell, so a quote in it is an error line, not a shell error."""
+    parser.add_argument(
+        "--set-line",
+        type=split_overrides,
+        default=[],
+        metavar="'key=value ...'",
+        help="Several overrides in one string, split as a shell splits words (make passes SET so).",
     )
 
 
@@ -68,7 +81,9 @@ def run(main: Callable[[list[str] | None], int]) -> None:
         close_progress_bars()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        close_progress_bars()
+        # A run says where it stopped and how to resume it (RunInterrupted); before its folder exists nothing is kept.
+        print(getattr(exc, "message", "interrupted: nothing was written"), file=sys.stderr)
         sys.exit(130)
     sys.exit(code)

@@ -120,8 +120,10 @@ class TrainingConfig:
     max_steps: int | None = _option(
         None, "Stop after this many optimizer steps (e.g. a quick trial or a benchmark); null: num_epochs decides."
     )
-    logging_steps: int | float = _option(
-        10, "Log loss and learning rate every this many optimizer steps, or a share of the run's steps in (0, 1)."
+    logging_steps: int | float | Literal["auto"] = _option(
+        "auto",
+        "Log loss and learning rate every this many optimizer steps, or a share of the run's steps in (0, 1); 'auto': "
+        "about 50 points a run, every step on a run of under 50 steps, at most every 10 steps.",
     )
     save_total_limit: int | None = _option(
         2,

@@ -45,7 +45,9 @@ def _try_coerce(value: Any, annotation: Any) -> tuple[bool, Any]:
     if origin is list:
         (item_type,) = typing.get_args(annotation)
         if not isinstance(value, list):
-            return False, value
+            # One item stands for a list of one, as the trainer takes report_to="wandb".
+            ok, converted = _try_coerce(value, item_type)
+            return (True, [converted]) if ok and value is not None else (False, value)
         items = [_try_coerce(item, item_type) for item in value]
         return all(ok for ok, _ in items), [converted for _, converted in items]
     if annotation is type(None):

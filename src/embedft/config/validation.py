@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -10,6 +11,12 @@ from embedft.columns import FORMAT_COLUMNS
 from embedft.config.schema import GUIDED_LOSSES, RunConfig, TrainingConfig
 from embedft.errors import ConfigError
 from embedft.masking import mask_secrets
+
+logger = logging.getLogger(__name__)
+
+
+# Learning rates outside this range are warned about: fine-tuning embedding models uses about 1e-6 to 1e-3.
+LEARNING_RATES = (1e-7, 1e-2)
 
 
 def validate(config: RunConfig) -> None:
@@ -43,7 +50,7 @@ def validate_sizes(config: RunConfig) -> None:
     }
     for key, value in positive.items():
         if value is not None and value <= 0:
-            raise ConfigError(f"'{key}' must be greater than 0, got {value}")
+            raise ConfigError(f"'{key}' must be greater than 0, got {value:g}")
     if config.max_seq_length is not None and config.max_seq_length <= 0:
         raise ConfigError(f"'max_seq_length' must be greater than 0 or null, got {config.max_seq_length}")
     workers = config.training.dataloader_num_workers
@@ -61,6 +68,13 @@ def validate_sizes(config: RunConfig) -> None:
     merge = config.merge_with_base
     if isinstance(merge, float) and not 0 <= merge <= 1:
         raise ConfigError(f"'merge_with_base' must be 'auto', 'off' or a weight a in [0, 1], got {merge}")
+    if not LEARNING_RATES[0] <= config.learning_rate <= LEARNING_RATES[1]:
+        logger.warning(
+            "learning_rate %g is outside the usual %g to %g for fine-tuning an embedding model (3e-5 is the "
+            "default): check it (3e5 for 3e-5?)",
+            config.learning_rate,
+            *LEARNING_RATES,
+        )
     if config.weight_decay < 0:
         raise ConfigError(f"'weight_decay' must be 0 or more, got {config.weight_decay}")
     if not 0 <= config.warmup_ratio < 1:

@@ -125,6 +125,7 @@ class PreparedData:
             "train_pairs": len(self.splits["train"]),
             "eval_pairs": len(self.splits["test"]),
             "eval_questions": len(set(self.splits["test"][QUERY])),
+            "eval_answers": len(set(self.splits["test"][ANSWER])),  # distinct right answers: what a gain can show on
         }
         if "dev" in self.splits:
             counts["dev_pairs"] = len(self.splits["dev"])

@@ -8,6 +8,7 @@ from typing import Any
 
 from embedft.evaluation.evaluators import QueryRanking
 from embedft.evaluation.retrieval import RetrievalTask
+from embedft.text import shorten
 
 # Questions listed in each direction, and the characters of each text shown.
 SHOWN_QUESTIONS = 5
@@ -27,12 +28,6 @@ def rankings_from_json(saved: dict[str, dict[str, Any]]) -> dict[str, QueryRanki
 def reciprocal_rank(ranking: QueryRanking) -> float:
     """1 / rank of the first right answer; 0 when it ranked below the cut-off."""
     return 1.0 / ranking.rank if ranking.rank else 0.0
-
-
-def shorten(text: str, width: int = TEXT_WIDTH) -> str:
-    """``text`` on one line, cut to ``width`` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
 def question_changes(
@@ -56,12 +51,12 @@ def question_changes(
     def entry(query_id: str) -> dict[str, Any]:
         right = sorted(task.relevant[query_id])
         return {
-            "question": shorten(task.queries[query_id]),
-            "right_answer": shorten(task.corpus[right[0]]) if right else None,
+            "question": shorten(task.queries[query_id], TEXT_WIDTH),
+            "right_answer": shorten(task.corpus[right[0]], TEXT_WIDTH) if right else None,
             "rank_before": before[query_id].rank,
             "rank_after": after[query_id].rank,
-            "top_before": [shorten(task.corpus[doc]) for doc in before[query_id].top],
-            "top_after": [shorten(task.corpus[doc]) for doc in after[query_id].top],
+            "top_before": [shorten(task.corpus[doc], TEXT_WIDTH) for doc in before[query_id].top],
+            "top_after": [shorten(task.corpus[doc], TEXT_WIDTH) for doc in after[query_id].top],
         }
 
     improved = sorted((q for q in common if change[q] > 0), key=lambda q: (-change[q], q))

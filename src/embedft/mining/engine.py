@@ -177,7 +177,13 @@ def checked_range_max(options: MiningConfig, task: MiningTask, description: str)
     range_max = options.range_max
     if range_max is None:
         range_max = derived_range_max(options, task.max_positives)
-        logger.info("mining.range_max is null: using %d for %s", range_max, description)
+        # Evaluation negatives always take the hardest wrong answer: only a configured null is worth a line.
+        logger.log(
+            logging.DEBUG if description == "evaluation" else logging.INFO,
+            "mining.range_max is null: using %d for %s",
+            range_max,
+            description,
+        )
     if options.range_min >= range_max or options.num_negatives > range_max - options.range_min:
         raise ConfigError(
             f"mining.range_max={range_max} leaves fewer than num_negatives={options.num_negatives} candidates after "

@@ -33,8 +33,11 @@ def resolve_plain_model_source(name: str, cache_dir: str | None, key: str = "mod
         return str(path), True
     if path.exists():
         raise ModelError(f"{key} '{name}' is a file: point it at the model's folder")
-    if not is_hub_name(name):
-        raise ModelError(f"{key} '{name}' does not exist: set {key} to a model folder or a hub name")
+    if not is_hub_name(name) or path.parent.is_dir():
+        # 'outputs/nope' looks like a hub name, but a folder 'outputs' here says it was meant as a path.
+        raise ModelError(
+            f"{key} '{name}' does not exist: no folder {path} (set {key} to a model folder or a hub name)"
+        )
     # Sentence-transformers models always have modules.json (static ones have no config.json); plain ones config.json.
     if any(is_cached(name, "model", cache_dir, file) for file in ("modules.json", "config.json")):
         return name, True

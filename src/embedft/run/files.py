@@ -122,6 +122,11 @@ class RunFiles:
         return self.run_dir / "embeddings"
 
     @property
+    def index(self) -> Path:
+        """Where ``make export-index`` writes the final model's faiss index of the pool (:mod:`embedft.export`)."""
+        return self.run_dir / "index"
+
+    @property
     def report(self) -> Path:
         return self.run_dir / "report.md"
 

@@ -24,12 +24,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embedft.columns import ANSWER, GIVEN_NEGATIVES, QUERY
 from embedft.config.schema import RunConfig
 from embedft.config.validation import check_matryoshka_dims
 from embedft.data.prepared import PreparedData, prepare_data
-from embedft.errors import ConfigError
+from embedft.errors import ConfigError, RunInterrupted
 from embedft.evaluation.changes import question_changes
+from embedft.evaluation.headroom import ceiling_warning, few_answers_warning
 from embedft.evaluation.sets import EvaluationSet, evaluation_set, evaluator_for_set
 from embedft.io import write_json
 from embedft.logs import peak_rss_gib, setup_logging
@@ -56,6 +56,7 @@ from embedft.run.stages import (
 )
 from embedft.training import distributed
 from embedft.training.arguments import check_training_arguments
+from embedft.training.checkpoints import last_checkpoint
 from embedft.training.history import TrainingResult
 
 if TYPE_CHECKING:
@@ -81,35 +82,6 @@ def evaluation_protocol(final: dict[str, Any], during_training: dict[str, Any]) 
         "during_training": during_training,
         "final_model": "reloaded from final/ and scored like the baseline (in evaluation.precision)",
     }
-
-
-def preview_data(config: RunConfig, rows: int = 3) -> str:
-    """What ``--dry-run`` prints: where the pairs come from, the first ``rows`` training pairs as the configured
-    columns mapped them, and the sizes of each split after cleaning. Loads no model and writes nothing."""
-    data = prepare_data(config)
-    train = data.splits["train"]
-    lines = [
-        f"Data: {config.dataset_name} (data_format: {config.data_format}, query_column: '{config.query_column}', "
-        f"answer_column: '{config.answer_column}'; the log says how FlagEmbedding or Tevatron rows were read)"
-    ]
-    for index in range(min(rows, len(train))):
-        row = train[index]
-        lines.append(f"  pair {index + 1}:")
-        lines.append(f"    query:  {shorten(row[QUERY])}")
-        lines.append(f"    answer: {shorten(row[ANSWER])}")
-        if row.get(GIVEN_NEGATIVES):
-            lines.append(
-                f"    given negatives: {len(row[GIVEN_NEGATIVES])}, first: {shorten(row[GIVEN_NEGATIVES][0])}"
-            )
-    lines.append("Sizes: " + ", ".join(f"{key} {value:,}" for key, value in data.counts().items()))
-    lines.append("Dry run: nothing was trained or written.")
-    return "\n".join(lines)
-
-
-def shorten(text: str, width: int = 100) -> str:
-    """``text`` on one line, cut to ``width`` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
 def train_embed(
@@ -226,6 +198,8 @@ def run_stages(
             raise ConfigError("mining.rounds above 1 trains in one process: drop NPROC/NNODES or set mining.rounds 1")
     with clock.stage("data"):
         data = prepare_data(config)
+        counts = data.counts()
+        warn_if(few_answers_warning(counts["eval_answers"], counts["eval_questions"]))
     with clock.stage("models"):
         device, model, mining_model = load_models(config, data)
     if resume is None:  # nothing is written before the inputs have all been checked
@@ -233,6 +207,7 @@ def run_stages(
         stack.enter_context(lock)
         setup_logging(files.log)
     files.data_dir.mkdir(exist_ok=True)
+    stack.push(note_interruption(files))  # Ctrl-C from here on: one line with the resume command
     logger.info("%s run folder: %s (training on %s)", "Resuming" if resume else "New", files.run_dir, device)
     cache = stack.enter_context(configured_cache(config.embedding_cache, config.cache_dir))
     with clock.stage("mining"), encoding(config.mining.precision, mining_model):
@@ -246,6 +221,7 @@ def run_stages(
         baseline_evaluator = evaluator_for_set(config, test_set, model.get_embedding_dimension(), cache)
         baseline = baseline_stage(files, model, baseline_evaluator, test_set.triplets, config, cache)
     logger.info("Baseline: %s", baseline.metrics)
+    warn_if(ceiling_warning(baseline.metrics["ndcg@10"]) if "ndcg@10" in baseline.metrics else None)
     with clock.stage("training"):
         step_set = step_evaluation_set(config, data, triplets)
         step_evaluator = evaluator_for_set(config, step_set, model.get_embedding_dimension())
@@ -318,6 +294,37 @@ def question_counts(changes: dict[str, Any]) -> dict[str, int]:
     """The counts of :func:`~embedft.evaluation.changes.question_changes` for ``metrics.json`` ``questions`` (the
     questions themselves are in ``questions.json``)."""
     return {key: changes[key] for key in ("questions", "improved", "unchanged", "worse")}
+
+
+def warn_if(warning: str | None) -> None:
+    """Log ``warning`` when there is one."""
+    if warning is not None:
+        logger.warning("%s", warning)
+
+
+def note_interruption(files: RunFiles) -> Callable[..., bool]:
+    """An exit callback for the run's ExitStack: a Ctrl-C (KeyboardInterrupt) becomes :class:`RunInterrupted`,
+    whose one line names the run folder, its last complete checkpoint and the command that resumes it; the line also
+    goes to the run's ``train.log``."""
+
+    def on_exit(exc_type: type[BaseException] | None, exc: BaseException | None, traceback: Any) -> bool:
+        if exc_type is None or not issubclass(exc_type, KeyboardInterrupt) or isinstance(exc, RunInterrupted):
+            return False
+        checkpoint = last_checkpoint(files.checkpoints)
+        where = (
+            f"after step {Path(checkpoint).name.rsplit('-', 1)[-1]} ({checkpoint})"
+            if checkpoint is not None
+            else "before its first checkpoint (its data, mined negatives and baseline are kept)"
+        )
+        message = (
+            f"interrupted: the run {files.run_dir} stopped {where}; resume it with: make train-embed "
+            f"RESUME={files.run_dir}"
+        )
+        with open(files.log, "a", encoding="utf-8") as log:
+            log.write(f"{time.strftime('%H:%M:%S')} WARNING {message}\n")
+        raise RunInterrupted(message) from None
+
+    return on_exit
 
 
 def load_models(config: RunConfig, data: PreparedData) -> tuple[str, SentenceTransformer, SentenceTransformer]:

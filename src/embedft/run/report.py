@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from embedft.errors import OutputError
+from embedft.evaluation.headroom import headroom_warnings
 from embedft.io import read_json, write_text
 from embedft.run.files import PLOT_FILES, RunFiles
 from embedft.run.report_choices import choice_section, questions_section
@@ -39,6 +40,13 @@ def format_summary(metrics: dict[str, Any], run_dir: Path) -> str:
         lines.append(f"  ({groups})")
     if "triplet_accuracy" in metrics["baseline"]:
         lines.append(f"  (triplet_accuracy: {TRIPLET_NOTE})")
+    data = metrics.get("data", {})
+    if "eval_answers" in data:
+        lines.append(
+            f"  test set           {data.get('eval_questions', '?')} questions, {data['eval_answers']} distinct right "
+            f"answers, ranking {data.get('retrieval_pool', '?')} documents"
+        )
+    lines += [f"  warning: {warning}" for warning in headroom_warnings(metrics)]
     timings = metrics.get("timings", {})
     if "total_seconds" in timings:
         lines.append(f"  wall time          {timings['total_seconds']:.0f} s")
@@ -116,6 +124,7 @@ def report_markdown(
     ``questions.json``), how the final model was chosen, data, mining (when recorded) and timings, and the plots."""
     lines = ["# Fine-tuning report", "", *comparison_table(metrics["baseline"], metrics["final"])]
     lines += ["", *protocol_notes(metrics)]
+    lines += [f"- **Warning:** {warning}" for warning in headroom_warnings(metrics)]
     for section in (questions_section(changes), choice_section(metrics)):
         lines += ["", *section] if section else []
     lines += ["", "## Data", ""]
@@ -129,7 +138,7 @@ def report_markdown(
     timings = metrics.get("timings", {})
     if timings:
         lines += ["", "## Timings", ""]
-        lines += [f"- {key.replace('_seconds', '')}: {value:.1f} s" for key, value in timings.items()]
+        lines += [timing_line(key, value) for key, value in timings.items()]
     captions = {
         "loss": "Training and evaluation loss",
         "eval_metrics": "Evaluation metrics over training",
@@ -139,6 +148,13 @@ def report_markdown(
     for key, file in plots.items():
         lines += ["", f"## {captions[key]}", "", f"![{captions[key]}]({file})"]
     return "\n".join(lines) + "\n"
+
+
+def timing_line(key: str, value: float) -> str:
+    """One line of the report's timings: seconds, or GiB for the memory recorded with them."""
+    if "_gib" in key:
+        return f"- {key.replace('_', ' ')}: {value:.2f} GiB"
+    return f"- {key.replace('_seconds', '').replace('_', ' ')}: {value:.1f} s"
 
 
 def protocol_notes(metrics: dict[str, Any]) -> list[str]:
@@ -280,13 +296,18 @@ def plot_baseline_vs_final(metrics: dict[str, Any], path: Path) -> bool:
         return False
     names = [name for name, _, _ in changes]
     positions = np.arange(len(names))
-    figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4))
-    axis.bar(positions - 0.2, [b for _, b, _ in changes], width=0.4, label="baseline")
-    axis.bar(positions + 0.2, [f for _, _, f in changes], width=0.4, label="final")
+    figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4.5))
+    for offset, label, values in (
+        (-0.2, "baseline", [b for _, b, _ in changes]),
+        (0.2, "final", [f for _, _, f in changes]),
+    ):
+        bars = axis.bar(positions + offset, values, width=0.4, label=label)
+        axis.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90, padding=2)
     axis.set_xticks(positions, names, rotation=30, ha="right")
-    axis.set_ylim(0, 1.05)
+    axis.set_ylim(0, 1.25)  # room above the bars for their value labels
     axis.grid(axis="y", alpha=0.3)
-    axis.legend()
+    # Above the plot, not over the bars.
+    axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     return save_figure(figure, path)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embedft.evaluation.changes import shorten
+from embedft.text import shorten
 
 
 def rank_text(rank: int | None) -> str:

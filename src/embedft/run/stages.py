@@ -250,6 +250,10 @@ def train_stage(
         result.merge = read_json(files.merge) if files.merge.is_file() else None
         return result
     checkpoint = last_checkpoint(files.checkpoints) if resumed else None
+    if checkpoint is not None:
+        logger.info("Continuing the training from %s (step %s)", checkpoint, Path(checkpoint).name.rsplit("-", 1)[-1])
+    elif resumed:
+        logger.info("Resuming a run that had no checkpoint yet: its training starts from step 0")
     # The gist losses' frozen guide (the mining model was released after mining: loaded again, on this device).
     guide = load_guide(config, device)
     result = train_model(

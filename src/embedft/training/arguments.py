@@ -86,7 +86,7 @@ def build_training_arguments(
         save_strategy="steps",
         save_steps=save_steps,
         save_total_limit=training.save_total_limit,
-        logging_steps=training.logging_steps,
+        logging_steps=logging_interval(training.logging_steps, steps),
         logging_first_step=True,
         report_to=[name for name in training.report_to if name != "none"],
         seed=config.seed,
@@ -156,6 +156,22 @@ def step_interval(value: int | float | str | None, steps: int | None) -> int | f
     if steps is None:
         return AUTO_MIN_STEPS
     return min(max(math.ceil(steps / AUTO_INTERVALS), AUTO_MIN_STEPS), AUTO_MAX_STEPS)
+
+
+# 'auto' logging: about this many logged losses a run, never further apart than AUTO_MAX_LOGGING_STEPS.
+AUTO_LOG_POINTS = 50
+
+AUTO_MAX_LOGGING_STEPS = 10
+
+
+def logging_interval(value: int | float | str, steps: int | None) -> int | float:
+    """``logging_steps`` for the trainer: ``'auto'`` logs about :data:`AUTO_LOG_POINTS` times a run (every step on
+    a short run, so its loss plot has a curve), at most every :data:`AUTO_MAX_LOGGING_STEPS` steps; numbers pass."""
+    if value != "auto":
+        return value
+    if steps is None:
+        return AUTO_MAX_LOGGING_STEPS
+    return min(max(math.ceil(steps / AUTO_LOG_POINTS), 1), AUTO_MAX_LOGGING_STEPS)
 
 
 def trainer_metric(name: str, model: SentenceTransformer | None) -> str:
