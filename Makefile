@@ -122,7 +122,7 @@ bench-scale: $(VENV)/.installed ## Scale benchmark: N synthetic pairs (or DATA=p
 
 bench-throughput: $(VENV)/.installed ## Training-step throughput, embedft vs the plain recipe: OUT=folder (SHAPE=minilm, DEVICE, BATCH=32, STEPS=20)
 	$(PY) scripts/bench_throughput.py --output-dir $(OUT) --shape $(SHAPE) --batch-size $(BATCH) --steps $(STEPS) \
-		$(if $(DEVICE),--device $(DEVICE))
+		$(if $(DEVICE),--device $(DEVICE)) $(if $(SET),--set-line "$$SET")
 
 test: $(VENV)/.installed ## Run the test suite (offline, real models, about 11 min on 2 CPU cores)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -26,7 +26,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="Steps before the timing starts (%(default)s).")
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="(%(default)s)")
     parser.add_argument("--output-dir", required=True, help="Folder for results.json and results.md.")
-    return parser.parse_args(argv)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="Config overrides of embedft's path.")
+    common.add_set_line(parser)
+    args = parser.parse_args(argv)
+    args.overrides += args.set_line
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         raise OutputError(f"{output} already holds results.json: give another OUT")
     device = resolve_device(args.device, "--device", for_training=False)
     precision = encoding_precision(args.precision, device)  # bf16 where the device has it natively, like training
-    result = compare(args.shape, device, args.batch_size, args.steps, args.warmup, precision)
+    result = compare(args.shape, device, args.batch_size, args.steps, args.warmup, precision, args.overrides)
     output.mkdir(parents=True, exist_ok=True)
     write_json(output / "results.json", result)
     write_text(output / "results.md", markdown(result))

@@ -133,26 +133,36 @@ class CountingCollator:
         return getattr(self.collator, name)
 
 
-def measure(path: str, shape: str, device: str, batch_size: int, steps: int, warmup: int, precision: str) -> dict:
-    """Train ``warmup + steps`` steps on one path (``plain`` or ``project``) and time the last ``steps``."""
+def measure(
+    path: str, shape: str, device: str, batch_size: int, steps: int, warmup: int, precision: str, overrides=()
+) -> dict:
+    """Train ``warmup + steps`` steps on one path (``plain`` or ``project``, with config ``overrides``) and time the
+    last ``steps``."""
     import tempfile
 
     import torch
+
+    from embedft.training.length_chunks import length_chunked
 
     max_seq_length = 128 if SHAPES.get(shape, {}).get("model_type", "bert") == "bert" else 256
     model = build_model(shape, device, max_seq_length)
     rows = synthetic_triplets(model.tokenizer, batch_size * (warmup + steps) + batch_size, 0, max_seq_length)
     with tempfile.TemporaryDirectory() as folder:
-        trainer = (plain_trainer if path == "plain" else project_trainer)(
-            model, rows, folder, device, batch_size, warmup + steps, precision
-        )
+        if path == "plain":
+            trainer, chunks = plain_trainer(model, rows, folder, device, batch_size, warmup + steps, precision), None
+        else:
+            trainer, config = project_trainer(
+                model, rows, folder, device, batch_size, warmup + steps, precision, overrides
+            )
+            chunks = config.training.length_chunks
         clock = StepClock()
         if device.startswith("cuda"):
             clock.synchronize = torch.cuda.synchronize
             torch.cuda.reset_peak_memory_stats()
         trainer.data_collator = clock.counting(trainer.data_collator)
         trainer.add_callback(clock.callback)
-        trainer.train()
+        with length_chunked(model, chunks):  # as train_model trains
+            trainer.train()
     timed, tokens = clock.seconds[warmup:], clock.tokens[warmup : warmup + steps]
     median = statistics.median(timed)
     parameters = sum(
@@ -192,16 +202,27 @@ def plain_trainer(model, rows, folder, device, batch_size, steps, precision):
     return SentenceTransformerTrainer(model=model, args=args, train_dataset=rows, loss=loss)
 
 
-def project_trainer(model, rows, folder, device, batch_size, steps, precision):
-    """embedft's trainer with the run config's defaults (what ``make train-embed`` trains with)."""
-    from embedft.config.schema import RunConfig, TrainingConfig
+def project_trainer(model, rows, folder, device, batch_size, steps, precision, overrides=()):
+    """embedft's trainer with the run config's defaults (what ``make train-embed`` trains with), and ``overrides``
+    (``key=value``, to measure one lever)."""
+    from embedft.config.parsing import load_config
     from embedft.training.trainer import build_trainer
 
-    training = TrainingConfig(
-        bf16=precision == "bf16", max_steps=steps, report_to=[], eval_steps=None, save_steps=10**6, logging_steps=steps
+    config = load_config(
+        None,
+        [
+            f"batch_size={batch_size}",
+            "seed=12",
+            f"training.bf16={str(precision == 'bf16').lower()}",
+            f"training.max_steps={steps}",
+            "training.report_to=[]",
+            "training.eval_steps=null",
+            "training.save_steps=1000000",
+            f"training.logging_steps={steps}",
+            *overrides,
+        ],
     )
-    config = RunConfig(batch_size=batch_size, seed=12, training=training)
-    return build_trainer(model, rows, None, None, config, folder, device)
+    return build_trainer(model, rows, None, None, config, folder, device), config
 
 
 def device_name(device: str) -> str:
@@ -220,13 +241,16 @@ def peak_memory_gib(device: str) -> float:
     return peak / (2**30 if sys.platform == "darwin" else 2**20)
 
 
-def compare(shape: str, device: str, batch_size: int, steps: int, warmup: int, precision: str) -> dict[str, Any]:
-    """Both paths, each in a process of its own, and the project's speed-up over the plain recipe."""
+def compare(
+    shape: str, device: str, batch_size: int, steps: int, warmup: int, precision: str, overrides=()
+) -> dict[str, Any]:
+    """Both paths, each in a process of its own, and the project's speed-up over the plain recipe; ``overrides``
+    change the project's config (``key=value``)."""
     import subprocess
 
     results = {}
     for path in ("plain", "project"):
-        arguments = [path, shape, device, str(batch_size), str(steps), str(warmup), precision]
+        arguments = [path, shape, device, str(batch_size), str(steps), str(warmup), precision, *overrides]
         done = subprocess.run(
             [sys.executable, "-m", "embedft.bench.throughput", *arguments], capture_output=True, text=True
         )
@@ -238,6 +262,7 @@ def compare(shape: str, device: str, batch_size: int, steps: int, warmup: int, p
         "shape": shape,
         "batch_size": batch_size,
         "precision": precision,
+        "project_overrides": list(overrides),
         **results,
         "speedup": results["project"]["tokens_per_second"] / results["plain"]["tokens_per_second"],
     }
@@ -261,5 +286,5 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":  # one path's measurement, in a process of its own (compare)
-    path, shape, device, batch, steps, warmup, precision = sys.argv[1:8]
-    print(json.dumps(measure(path, shape, device, int(batch), int(steps), int(warmup), precision)))
+    path, shape, device, batch, steps, warmup, precision, *overrides = sys.argv[1:]
+    print(json.dumps(measure(path, shape, device, int(batch), int(steps), int(warmup), precision, overrides)))

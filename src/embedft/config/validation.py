@@ -46,6 +46,7 @@ def validate_sizes(config: RunConfig) -> None:
         "mining.chunk_size": config.mining.chunk_size,
         "training.max_steps": config.training.max_steps,
         "training.mini_batch_size": config.training.mini_batch_size,
+        "training.length_chunks": config.training.length_chunks,
         "evaluation.batch_size": config.evaluation.batch_size,
     }
     for key, value in positive.items():

@@ -18,6 +18,7 @@ from embedft.errors import TrainingError
 from embedft.training.arguments import build_training_arguments
 from embedft.training.callbacks import BaselineLogger, FirstStepClock, ResumedIntervals
 from embedft.training.history import TrainingResult, history_from_log, mean_logged_loss
+from embedft.training.length_chunks import length_chunked
 from embedft.training.losses import build_loss
 
 if TYPE_CHECKING:
@@ -160,7 +161,8 @@ def train_model(
     if baseline:
         trainer.add_callback(BaselineLogger(trainer, baseline))
     try:
-        output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        with length_chunked(model, config.training.length_chunks):
+            output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     except NonFiniteLoss as exc:
         hint = "lower learning_rate"
         if config.training.fp16:
