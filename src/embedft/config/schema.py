@@ -241,8 +241,9 @@ class RunConfig:
     # Data
     dataset_name: str = _option(
         PACKAGED_FAQ,
-        "Where the (query, answer) pairs come from: 'packaged:construction-faq' (shipped, offline), a local "
-        ".jsonl/.json/.csv/.parquet file or data set folder, or a Hugging Face hub name such as 'ayushexel/xyneft'.",
+        "Where the pairs come from: 'packaged:construction-faq' (shipped, offline), a local .jsonl/.json/.csv/.tsv/"
+        ".parquet file (the text ones also as .gz, .bz2, .xz, .zst), a folder of them or a saved data set, or a hub "
+        "name such as 'ayushexel/xyneft'.",
     )
     dataset_split: str = _option("train", "Split to read from a hub data set or data set folder.")
     dataset_config: str | None = _option(
@@ -266,6 +267,17 @@ class RunConfig:
         "is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/{train,dev,test}.tsv): the train qrels train, the test "
         "qrels are the held-out questions, the dev qrels (when present) the dev questions, the corpus the pool; a "
         "qrel score of 0 is not a positive and higher scores are graded relevance.",
+    )
+    csv_delimiter: str | None = _option(
+        None,
+        "The column separator of a .csv/.tsv file (e.g. ';'); null: a tab for .tsv, else guessed from the first lines "
+        "(',', ';', tab or '|'). Every cell is read as text.",
+    )
+    skip_wrong_types: bool = _option(
+        False,
+        "A row whose text column (query, answers, negatives, split_column) holds no text (an object, list, number or "
+        "true/false) or whose relevance_column holds no whole number stops the run with its row; true: such rows are "
+        "left out and counted (wrong_type_dropped).",
     )
     query_column: str = _option("query", "Column holding the questions (anchors), in every data_format.")
     answer_column: str = _option("answer", "Column holding the answers (positives) in pairs data.")

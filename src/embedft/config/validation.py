@@ -275,6 +275,12 @@ def validate_data_options(config: RunConfig) -> None:
             )
     if config.data_format == "beir":
         check_beir_options(config)
+    delimiter = config.csv_delimiter
+    if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise ConfigError(
+            f"'csv_delimiter' must be one character other than a quote or a line break (e.g. ';' or \"\\t\"), got "
+            f"{delimiter!r}"
+        )
     if config.relevance_column is not None and config.relevance_column in (config.query_column, config.answer_column):
         raise ConfigError(
             f"'relevance_column' is '{config.relevance_column}', also the query or answer column: set it to the "
