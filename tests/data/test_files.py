@@ -8,6 +8,8 @@ import gzip
 import importlib.util
 import json
 import lzma
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -18,6 +20,7 @@ from embedft.config.schema import RunConfig
 from embedft.data.prepared import prepare_data
 from embedft.data.sources import load_pairs, load_rows
 from embedft.errors import ConfigError, DataError
+from tests.conftest import ROOT
 
 ROWS = [{"query": f"q{i}", "answer": f"a{i}"} for i in range(4)]
 JSONL = "".join(json.dumps(row) + "\n" for row in ROWS).encode()
@@ -75,6 +78,29 @@ def test_a_misnamed_shard_in_a_folder_is_named(tmp_path):
         load_pairs(str(folder))
 
 
+def test_long_json_lines_whose_column_changes_type_do_not_crash_the_reader(tmp_path):
+    """pyarrow 26 crashes the process (SIGSEGV) on a batch of JSON lines parsed in several blocks when a column
+    changes type between blocks; the file is read as one block, so the rows reach the type check. Run in a child
+    process, three times over (the crash is not certain each time), so that a crash fails this test alone."""
+    long = "x" * 100_000
+    rows = [{"split": long[:50_000], "neg": long}, {"neg": long}, {"answer": long, "neg": True}]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    script = (
+        "import sys, datasets\n"
+        "from pathlib import Path\n"
+        "from embedft.data.files import load_data_file, quiet_datasets\n"
+        "for attempt in range(3):\n"
+        "    datasets.config.HF_DATASETS_CACHE = Path(sys.argv[2]) / str(attempt)\n"
+        "    with quiet_datasets():\n"
+        "        assert len(load_data_file(Path(sys.argv[1]))) == 3\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(tmp_path / "cache")], cwd=ROOT, capture_output=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 # What the first bytes say
 
 
@@ -112,6 +138,24 @@ def test_a_text_file_under_a_parquet_name_is_named_for_what_it_is(tmp_path):
     path = tmp_path / "pairs.parquet"
     path.write_bytes(JSONL)
     with pytest.raises(DataError, match="is not a Parquet file .*: name it pairs.jsonl or pairs.csv by what it holds"):
+        load_pairs(str(path))
+
+
+def test_a_compressed_file_under_a_parquet_name_is_named_for_what_it_may_hold(tmp_path):
+    path = tmp_path / "pairs.parquet"
+    path.write_bytes(bz2.compress(JSONL))
+    with pytest.raises(DataError) as error:
+        load_pairs(str(path))
+    assert str(error.value) == (
+        f"{path} is bzip2-compressed, not Parquet: name it pairs.jsonl.bz2 or pairs.csv.bz2 by what it holds"
+    )
+
+
+def test_a_cut_parquet_file_is_called_damaged(tmp_path):
+    path = tmp_path / "pairs.parquet"
+    Dataset.from_list(ROWS).to_parquet(str(path))
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(DataError, match="pairs.parquet is a Parquet file cut short or damaged .*: write it again"):
         load_pairs(str(path))
 
 
@@ -210,10 +254,13 @@ def test_a_csv_with_a_header_and_no_rows_says_so(tmp_path):
     )
 
 
-@pytest.mark.parametrize(("name", "text"), [("pairs.json", "[]"), ("pairs.jsonl", "\n\n")])
+@pytest.mark.parametrize(("name", "text"), [("pairs.json", "[]"), ("pairs.jsonl", "\n\n"), ("pairs.parquet", None)])
 def test_a_file_without_rows_says_so(tmp_path, name, text):
     path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
+    if text is None:
+        Dataset.from_list(ROWS).select([]).to_parquet(str(path))
+    else:
+        path.write_text(text, encoding="utf-8")
     with pytest.raises(DataError, match=f"{name} holds no rows: it must hold \\(query, answer\\) pairs"):
         load_pairs(str(path))
 

@@ -97,18 +97,23 @@ def check_first_bytes(file: DataFile) -> None:
     if kind == expected:
         return
     path, stem = file.path, file.stem
-    by_content = f"name it {stem}.jsonl or {stem}.csv by what it holds"
     if kind == "zip":
         raise DataError(f"{path} is a zip archive: unzip it and read the file inside")
     if kind == "parquet":
         raise DataError(f"{path} is a Parquet file: name it {stem}.parquet")
     if kind is not None:
+        ending = ENDINGS[kind]
         if file.loader == "parquet":
-            raise DataError(f"{path} is {kind}-compressed, not Parquet: {by_content}{ENDINGS[kind]}")
-        raise DataError(f"{path} is {kind}-compressed: name it {stem}{file.ending}{ENDINGS[kind]}")
+            raise DataError(
+                f"{path} is {kind}-compressed, not Parquet: name it {stem}.jsonl{ending} or {stem}.csv{ending} by "
+                "what it holds"
+            )
+        raise DataError(f"{path} is {kind}-compressed: name it {stem}{file.ending}{ending}")
     if file.compression is not None:
         raise DataError(f"{path} is not {file.compression}-compressed: name it {stem}{file.ending}")
-    raise DataError(f"{path} is not a Parquet file (it starts like text): {by_content}")
+    raise DataError(
+        f"{path} is not a Parquet file (it starts like text): name it {stem}.jsonl or {stem}.csv by what it holds"
+    )
 
 
 def open_binary(path: Path) -> IO[bytes]:
@@ -150,13 +155,19 @@ def reading(path: Path) -> Iterator[IO[bytes]]:
         raise DataError(f"{path} is damaged or cut short ({first_line(exc)}): compress it again") from None
 
 
-def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> None:
+def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> int:
     """Raise a DataError naming the first line that is not UTF-8 text (Arrow would read it silently), or that holds
-    a NUL byte (UTF-16 text or a binary file); a compressed file is checked as it decompresses."""
+    a NUL byte (UTF-16 text or a binary file); a compressed file is checked as it decompresses.
+
+    Returns:
+        The size of the text in bytes (decompressed).
+    """
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
+    size = 0
     with reading(path) as handle:
         while chunk := handle.read(chunk_bytes):
+            size += len(chunk)
             if line == 1 and chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
                 raise DataError(f"{path} is UTF-16 text: save it as UTF-8")
             try:
@@ -174,6 +185,7 @@ def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> None:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise DataError(f"{path} is not UTF-8 text (it ends inside a character): save it as UTF-8") from None
+    return size
 
 
 @dataclass(frozen=True)
@@ -333,11 +345,42 @@ def quiet_datasets() -> Iterator[None]:
         datasets.enable_progress_bars()
 
 
-def check_data_file(file: DataFile) -> None:
-    """The checks before ``datasets`` reads a file: its first bytes match its name, and a text file is UTF-8."""
+def check_data_file(file: DataFile) -> int | None:
+    """The checks before ``datasets`` reads a file: its first bytes match its name, and a text file is UTF-8.
+
+    Returns:
+        The size of a text file's text in bytes (decompressed); None for Parquet.
+    """
     check_first_bytes(file)
-    if file.loader != "parquet":
-        check_utf8(file.path)
+    return check_utf8(file.path) if file.loader != "parquet" else None
+
+
+# Arrow's JSON reader can crash the process (SIGSEGV, pyarrow 26) when one batch of JSON lines is parsed in several
+# blocks and a column changes type between them. datasets parses a batch in blocks of chunksize // 32 bytes; a JSON
+# file up to this size is read as one block (datasets may rewrite lines up to 6 times longer, as \u escapes).
+JSON_ONE_BLOCK_BYTES = 32 << 20
+
+
+def json_options(size: int) -> dict[str, int]:
+    """The ``json`` loader's options for a file of ``size`` bytes of text: one block when it is small enough."""
+    if size > JSON_ONE_BLOCK_BYTES:
+        return {}
+    return {"chunksize": 32 * (6 * size + (1 << 20))}
+
+
+def parquet_rows(path: Path) -> int:
+    """The number of rows a Parquet file's footer says it holds.
+
+    Raises:
+        DataError: the footer cannot be read: the file starts as Parquet (:func:`check_first_bytes`) but is cut
+            short or damaged.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise DataError(f"{path} is a Parquet file cut short or damaged ({first_line(exc)}): write it again") from None
 
 
 def load_data_file(path: Path, csv_delimiter: str | None = None) -> Dataset:
@@ -351,9 +394,13 @@ def load_data_file(path: Path, csv_delimiter: str | None = None) -> Dataset:
     import datasets
 
     file = DataFile.of(path)
-    check_data_file(file)
+    size = check_data_file(file)
+    if file.loader == "parquet" and parquet_rows(path) == 0:
+        raise DataError(f"{path} holds no rows: it must hold (query, answer) pairs")
     layout = csv_layout(file, csv_delimiter) if file.loader == "csv" else None
     options = layout.reader_options() if layout is not None else {}
+    if file.loader == "json" and size is not None:
+        options = json_options(size)
     try:
         return datasets.load_dataset(file.loader, data_files=str(path), split="train", **options)
     except (DataError, PermissionError):

@@ -12,6 +12,7 @@ from embedft.data.files import (
     check_utf8,
     csv_layout,
     iter_json_lines,
+    json_options,
     load_data_file,
     quiet_datasets,
     root_cause,
@@ -176,8 +177,9 @@ def load_local(
 
 
 def load_folder(path: Path, split: str, subset: str | None, prefix: str, csv_delimiter: str | None) -> Dataset:
-    """A folder saved by ``save_to_disk``, or one of data files (each checked as a single file is; CSV shards read
-    with the first one's delimiter and every cell as text)."""
+    """A folder saved by ``save_to_disk``, or one of data files (each checked as a single file is; in a folder of
+    shards without a README, CSV shards are read with the first one's delimiter and every cell as text, JSON shards
+    as :func:`json_options` says)."""
     import datasets
 
     if (path / "dataset_info.json").exists() or (path / "state.json").exists():
@@ -189,10 +191,15 @@ def load_folder(path: Path, split: str, subset: str | None, prefix: str, csv_del
         loaded = datasets.load_from_disk(str(path))
         return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
     files = data_files_in(path)
-    for file in files:
-        check_data_file(file)
-    csv_files = [file for file in files if file.loader == "csv"]
-    options = csv_layout(csv_files[0], csv_delimiter).reader_options() if csv_files == files and files else {}
+    sizes = [check_data_file(file) for file in files]
+    loaders = {file.loader for file in files}
+    options = {}
+    if (path / "README.md").exists():
+        pass  # laid out like a hub repo: its README may name configs, which take no reader options
+    elif loaders == {"csv"}:
+        options = csv_layout(files[0], csv_delimiter).reader_options()
+    elif loaders == {"json"}:
+        options = json_options(max(size or 0 for size in sizes))
     return datasets.load_dataset(str(path), name=subset, split=split, **options)
 
 
