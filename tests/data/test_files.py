@@ -11,6 +11,7 @@ import lzma
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 from datasets import Dataset
@@ -30,6 +31,13 @@ COMPRESS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}
 TICKETS = (
     "ticket_id;user_question;kb_article\n1;How do I reset it, please?;Open Settings, then Reset\n2;Where is it?;Here\n"
 )
+
+
+def load_error(path: Path) -> str:
+    """The one-line DataError that reading ``path`` as pairs raises."""
+    with pytest.raises(DataError) as error:
+        load_pairs(str(path))
+    return str(error.value)
 
 
 # Compressed files and folders of shards
@@ -107,9 +115,7 @@ def test_long_json_lines_whose_column_changes_type_do_not_crash_the_reader(tmp_p
 def test_a_gzip_file_under_a_plain_name_is_named_for_what_it_is(tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_bytes(gzip.compress(JSONL))
-    with pytest.raises(DataError) as error:
-        load_pairs(str(path))
-    assert str(error.value) == f"{path} is gzip-compressed: name it pairs.jsonl.gz"
+    assert load_error(path) == f"{path} is gzip-compressed: name it pairs.jsonl.gz"
 
 
 def test_a_parquet_file_under_a_text_name_is_named_for_what_it_is(tmp_path):
@@ -144,9 +150,7 @@ def test_a_text_file_under_a_parquet_name_is_named_for_what_it_is(tmp_path):
 def test_a_compressed_file_under_a_parquet_name_is_named_for_what_it_may_hold(tmp_path):
     path = tmp_path / "pairs.parquet"
     path.write_bytes(bz2.compress(JSONL))
-    with pytest.raises(DataError) as error:
-        load_pairs(str(path))
-    assert str(error.value) == (
+    assert load_error(path) == (
         f"{path} is bzip2-compressed, not Parquet: name it pairs.jsonl.bz2 or pairs.csv.bz2 by what it holds"
     )
 
@@ -217,9 +221,7 @@ def test_every_csv_cell_is_read_as_the_text_it_is(tmp_path):
 def test_a_csv_row_with_more_cells_than_the_header_names_its_line(tmp_path):
     path = tmp_path / "pairs.csv"
     path.write_text("query,answer\nq1,a1\nq2,Yes, it does\n", encoding="utf-8")
-    with pytest.raises(DataError) as error:
-        load_pairs(str(path))
-    assert str(error.value) == (
+    assert load_error(path) == (
         f"{path} line 3 has 3 cells separated by ',', the header 2: put each text that holds ',', a quote or a line "
         "break in double quotes, or set csv_delimiter"
     )
@@ -247,9 +249,7 @@ def test_an_unclosed_quote_names_its_line(tmp_path):
 def test_a_csv_with_a_header_and_no_rows_says_so(tmp_path):
     path = tmp_path / "pairs.csv"
     path.write_text("query,answer\n", encoding="utf-8")
-    with pytest.raises(DataError) as error:
-        load_pairs(str(path))
-    assert str(error.value) == (
+    assert load_error(path) == (
         f"{path} has a header (query, answer) and no rows: add one row a pair below the header"
     )
 
