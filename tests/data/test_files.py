@@ -265,6 +265,26 @@ def test_a_file_without_rows_says_so(tmp_path, name, text):
         load_pairs(str(path))
 
 
+def test_a_compressed_file_that_holds_nothing_but_white_space_says_so(tmp_path):
+    path = tmp_path / "pairs.jsonl.xz"
+    path.write_bytes(lzma.compress(b"\xef\xbb\xbf \n"))
+    assert load_error(path) == f"{path} holds no rows: it must hold (query, answer) pairs"
+
+
+def test_a_number_too_large_for_arrow_names_its_line(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    lines = [
+        '{"query": "q1", "answer": "a1"}',
+        '{"query": 560, "answer": "a2"}',
+        '{"answer": [144229483315689822095409152]}',
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert (
+        load_error(path)
+        == f"{path} line 3 holds the number 144229483315689822095409, larger than 64 bits: write it as text"
+    )
+
+
 def test_a_file_with_no_pair_left_after_cleaning_names_the_file_and_why(tmp_path):
     path = tmp_path / "pairs.csv"
     path.write_text("query,answer\n ,a\nq,\n", encoding="utf-8")

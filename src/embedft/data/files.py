@@ -155,19 +155,25 @@ def reading(path: Path) -> Iterator[IO[bytes]]:
         raise DataError(f"{path} is damaged or cut short ({first_line(exc)}): compress it again") from None
 
 
-def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> int:
-    """Raise a DataError naming the first line that is not UTF-8 text (Arrow would read it silently), or that holds
-    a NUL byte (UTF-16 text or a binary file); a compressed file is checked as it decompresses.
+@dataclass(frozen=True)
+class Text:
+    """What reading a text file through showed: its size and whether it holds anything."""
 
-    Returns:
-        The size of the text in bytes (decompressed).
-    """
+    size: int  # bytes, decompressed
+    blank: bool  # nothing but white space (and a byte-order mark)
+
+
+def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> Text:
+    """Raise a DataError naming the first line that is not UTF-8 text (Arrow would read it silently), or that holds
+    a NUL byte (UTF-16 text or a binary file); a compressed file is checked as it decompresses."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
     size = 0
+    blank = True
     with reading(path) as handle:
         while chunk := handle.read(chunk_bytes):
             size += len(chunk)
+            blank = blank and not chunk.strip(b" \t\r\n" + codecs.BOM_UTF8)
             if line == 1 and chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
                 raise DataError(f"{path} is UTF-16 text: save it as UTF-8")
             try:
@@ -185,7 +191,7 @@ def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> int:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise DataError(f"{path} is not UTF-8 text (it ends inside a character): save it as UTF-8") from None
-    return size
+    return Text(size, blank)
 
 
 @dataclass(frozen=True)
@@ -303,12 +309,36 @@ def check_json(file: DataFile) -> None:
     with reading(file.path) as handle:
         text = handle.read().decode("utf-8-sig")
     try:
-        json.loads(text)
+        strict_json(text)
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{file.path} is not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}): fix it there, or "
             "write one object a line as .jsonl"
         ) from None
+    except NotJson as exc:
+        raise DataError(f"{file.path} {exc}") from None
+
+
+class NotJson(ValueError):
+    """A value Python's json reads but JSON and Arrow do not."""
+
+
+def whole_json_number(text: str) -> int:
+    """A JSON integer, refused when Arrow cannot hold it (more than 64 bits)."""
+    number = int(text)
+    if not -(2**63) <= number < 2**64:
+        raise NotJson(f"holds the number {text[:24]}, larger than 64 bits: write it as text")
+    return number
+
+
+def not_a_number(name: str) -> None:
+    """``NaN`` and ``Infinity``, which Python's json reads and JSON does not."""
+    raise NotJson(f"holds {name}, which is not JSON: write null or a number")
+
+
+def strict_json(text: str) -> object:
+    """``json.loads`` as strict as Arrow's reader: no NaN or Infinity, no integer beyond 64 bits."""
+    return json.loads(text, parse_int=whole_json_number, parse_constant=not_a_number)
 
 
 def iter_json_lines(path: Path) -> Iterator[tuple[int, dict]]:
@@ -319,11 +349,13 @@ def iter_json_lines(path: Path) -> Iterator[tuple[int, dict]]:
             if not text.strip():
                 continue
             try:
-                row = json.loads(text)
+                row = strict_json(text)
             except json.JSONDecodeError as exc:
                 raise DataError(
                     f"{path} line {number} is not valid JSON ({exc.msg}): fix or remove that line"
                 ) from None
+            except NotJson as exc:
+                raise DataError(f"{path} line {number} {exc}") from None
             if not isinstance(row, dict):
                 raise DataError(f"{path} line {number} is not a JSON object: each line must be {{...}}")
             yield number, row
@@ -345,14 +377,20 @@ def quiet_datasets() -> Iterator[None]:
         datasets.enable_progress_bars()
 
 
-def check_data_file(file: DataFile) -> int | None:
-    """The checks before ``datasets`` reads a file: its first bytes match its name, and a text file is UTF-8.
+def check_data_file(file: DataFile) -> Text | None:
+    """The checks before ``datasets`` reads a file: its first bytes match its name, a text file is UTF-8 and holds
+    more than white space.
 
     Returns:
-        The size of a text file's text in bytes (decompressed); None for Parquet.
+        A text file's size (decompressed); None for Parquet.
     """
     check_first_bytes(file)
-    return check_utf8(file.path) if file.loader != "parquet" else None
+    if file.loader == "parquet":
+        return None
+    text = check_utf8(file.path)
+    if text.blank:
+        raise DataError(f"{file.path} holds no rows: it must hold (query, answer) pairs")
+    return text
 
 
 # Arrow's JSON reader can crash the process (SIGSEGV, pyarrow 26) when one batch of JSON lines is parsed in several
@@ -394,13 +432,13 @@ def load_data_file(path: Path, csv_delimiter: str | None = None) -> Dataset:
     import datasets
 
     file = DataFile.of(path)
-    size = check_data_file(file)
+    text = check_data_file(file)
     if file.loader == "parquet" and parquet_rows(path) == 0:
         raise DataError(f"{path} holds no rows: it must hold (query, answer) pairs")
     layout = csv_layout(file, csv_delimiter) if file.loader == "csv" else None
     options = layout.reader_options() if layout is not None else {}
-    if file.loader == "json" and size is not None:
-        options = json_options(size)
+    if file.loader == "json" and text is not None:
+        options = json_options(text.size)
     try:
         return datasets.load_dataset(file.loader, data_files=str(path), split="train", **options)
     except (DataError, PermissionError):

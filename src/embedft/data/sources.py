@@ -191,7 +191,7 @@ def load_folder(path: Path, split: str, subset: str | None, prefix: str, csv_del
         loaded = datasets.load_from_disk(str(path))
         return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
     files = data_files_in(path)
-    sizes = [check_data_file(file) for file in files]
+    texts = [check_data_file(file) for file in files]
     loaders = {file.loader for file in files}
     options = {}
     if (path / "README.md").exists():
@@ -199,7 +199,7 @@ def load_folder(path: Path, split: str, subset: str | None, prefix: str, csv_del
     elif loaders == {"csv"}:
         options = csv_layout(files[0], csv_delimiter).reader_options()
     elif loaders == {"json"}:
-        options = json_options(max(size or 0 for size in sizes))
+        options = json_options(max(text.size for text in texts if text is not None))
     return datasets.load_dataset(str(path), name=subset, split=split, **options)
 
 
