@@ -97,7 +97,7 @@ def test_long_json_lines_whose_column_changes_type_do_not_crash_the_reader(tmp_p
     script = (
         "import sys, datasets\n"
         "from pathlib import Path\n"
-        "from embedft.data.files import load_data_file, quiet_datasets\n"
+        "from embedft.data.readers import load_data_file, quiet_datasets\n"
         "for attempt in range(3):\n"
         "    datasets.config.HF_DATASETS_CACHE = Path(sys.argv[2]) / str(attempt)\n"
         "    with quiet_datasets():\n"

@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from embedft.columns import ANSWER, FORMAT_COLUMNS, GIVEN_NEGATIVES, QUERY
-from embedft.data.files import CSV_DELIMITERS
+from embedft.data.readers import CSV_DELIMITERS
 from embedft.data.values import TEXT, TEXTS, check_values
 from embedft.errors import DataError
 

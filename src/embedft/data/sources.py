@@ -6,18 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedft.columns import ANSWER, QUERY
-from embedft.data.files import (
-    DataFile,
-    check_data_file,
-    check_utf8,
-    csv_layout,
-    iter_json_lines,
-    json_options,
-    load_data_file,
-    quiet_datasets,
-    root_cause,
-)
+from embedft.data.files import DataFile, check_data_file, check_utf8, iter_json_lines
 from embedft.data.formats import to_pairs, with_title
+from embedft.data.readers import csv_layout, json_options, load_data_file, quiet_datasets, root_cause
 from embedft.data.values import json_row_problem
 from embedft.errors import DataError, first_line
 from embedft.hub import is_hub_name, resolve_hub_snapshot
@@ -144,7 +135,7 @@ def load_packaged(source: str) -> Dataset:
 def load_local(
     path: Path, split: str, subset: str | None = None, prefix: str = "dataset_", csv_delimiter: str | None = None
 ) -> Dataset:
-    """Read a data file by its name (:func:`~embedft.data.files.load_data_file`), or a folder: saved by
+    """Read a data file by its name (:func:`~embedft.data.readers.load_data_file`), or a folder: saved by
     ``save_to_disk``, of data files (shards), or laid out like a hub repo.
 
     ``subset`` is the configuration of a folder laid out like a hub repo with several (its README's ``configs``);
