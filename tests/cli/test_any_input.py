@@ -309,6 +309,7 @@ def test_any_input_runs_or_stops_with_one_error_line_and_writes_nothing(sound, d
         ("pairs.jsonl", b'{"query": {"text": "q"}, "answer": "a"}\n', "row 1: column 'query' holds an object"),
         ("pairs.csv", b"query,answer\n", "pairs.csv has a header (query, answer) and no rows"),
     ],
+    ids=["gzip named .jsonl", "an object as query", "a header and no rows"],
 )
 def test_the_command_prints_one_error_line_for_a_bad_file(tmp_path, name, content, expected):
     (tmp_path / name).write_bytes(content)
