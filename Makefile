@@ -124,7 +124,7 @@ bench-throughput: $(VENV)/.installed ## Training-step throughput, embedft vs the
 	$(PY) scripts/bench_throughput.py --output-dir $(OUT) --shape $(SHAPE) --batch-size $(BATCH) --steps $(STEPS) \
 		$(if $(DEVICE),--device $(DEVICE)) $(if $(SET),--set-line "$$SET")
 
-test: $(VENV)/.installed ## Run the test suite (offline, real models, about 11 min on 2 CPU cores)
+test: $(VENV)/.installed ## Run the test suite (offline, real models, about 17 min on 2 CPU cores)
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@$(PY) -m pip freeze --exclude-editable > $(VENV)/tested-freeze.txt
 

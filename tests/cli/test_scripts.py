@@ -430,3 +430,14 @@ def test_export_index_writes_a_faiss_index_that_plain_faiss_and_sentence_transfo
     assert [documents[row]["text"] for row in rows[0]] == [hit["text"] for hit in hits]
     again = run_script("export_index.py", "--model", str(run_dir), "--output", str(tmp_path / "index"))
     assert again.returncode == 2 and "already exists and is never overwritten" in again.stderr
+
+
+def test_make_help_and_the_readme_give_the_same_test_time():
+    import re
+
+    makefile = (ROOT / "Makefile").read_text()
+    readme = (ROOT / "README.md").read_text()
+    in_help = re.search(r"^test: .*## .*about (\d+) min", makefile, re.MULTILINE)
+    in_readme = re.search(r"`make test` takes about (\d+) minutes", readme)
+    assert in_help and in_readme
+    assert in_help.group(1) == in_readme.group(1)

@@ -116,10 +116,59 @@ def test_evaluation_during_training_is_bounded_by_default_and_null_means_everyth
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
-    with pytest.raises(ConfigError, match="not valid YAML at line 2"):
+    with pytest.raises(ConfigError, match="not valid YAML: mapping values are not allowed here at line 2, column 6"):
         load_config(write(tmp_path, "seed: 1\n  bad: [\n"))
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_a_yaml_error_gives_pyyamls_reason_line_and_column(tmp_path):
+    lines = ["seed: 1"] * 19 + ["num_epochs 3", "batch_size: 8"]  # the colon is missing on line 20
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, "\n".join(lines) + "\n"))
+    assert str(error.value).endswith(
+        "is not valid YAML: could not find expected ':' at line 21, column 1 (while scanning a simple key at line 20, "
+        "column 1)"
+    )
+
+
+def test_a_key_given_twice_names_the_key_and_both_lines(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, "num_epochs: 1\nseed: 2\nnum_epochs: 3\n"))
+    assert str(error.value).endswith(
+        "config.yaml: 'num_epochs' is given twice, at line 1 and line 3: keep one of them"
+    )
+
+
+def test_a_key_given_twice_in_a_section_is_named_with_its_section(tmp_path):
+    text = "mining:\n  num_negatives: 1\n  batch_size: 4\n  num_negatives: 2\n"
+    with pytest.raises(ConfigError, match="'mining.num_negatives' is given twice, at line 2 and line 4"):
+        load_config(write(tmp_path, text))
+
+
+def test_merge_keys_may_be_overridden_in_the_mapping_that_merges_them(tmp_path):
+    text = "mining: &shared\n  batch_size: 4\nevaluation:\n  <<: *shared\n  batch_size: 8\n"
+    assert load_config(write(tmp_path, text)).evaluation.batch_size == 8
+
+
+def test_an_override_given_twice_is_refused():
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["num_epochs=1", "seed=3", "num_epochs=2"])
+    assert str(error.value) == (
+        "'num_epochs' is set twice in the overrides ('num_epochs=1' and 'num_epochs=2'): keep one of them"
+    )
+
+
+def test_an_override_of_a_section_may_not_repeat_a_key_of_it():
+    with pytest.raises(ConfigError, match="'mining.num_negatives' is set twice in the overrides"):
+        load_config(None, ["mining.num_negatives=2", "mining={num_negatives: 3}"])
+    with pytest.raises(ConfigError, match="'eval_steps' is given twice, at line 1, columns 2 and 17"):
+        load_config(None, ["training={eval_steps: 5, eval_steps: 6}"])
+
+
+def test_an_override_of_a_section_keeps_its_other_keys(tmp_path):
+    config = load_config(write(tmp_path, "mining:\n  num_negatives: 2\n"), ["mining={batch_size: 4}"])
+    assert (config.mining.num_negatives, config.mining.batch_size) == (2, 4)
 
 
 def test_override_without_equals_is_rejected():

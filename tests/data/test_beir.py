@@ -203,5 +203,5 @@ def test_a_relevance_column_must_hold_whole_numbers(tmp_path):
 
     rows = [{"query": f"q{i}", "answer": f"a{i}", "grade": 1.5 if i == 3 else 1} for i in range(10)]
     path = write_jsonl(tmp_path / "p.jsonl", rows)
-    with pytest.raises(DataError, match="relevance_column 'grade' holds 1.5"):
+    with pytest.raises(DataError, match=r"p.jsonl row 4: column 'grade' holds a number \(1.5\), not a whole number"):
         prepare_data(RunConfig(dataset_name=str(path), relevance_column="grade", test_size=2))

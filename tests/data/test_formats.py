@@ -122,7 +122,9 @@ def test_an_explicit_format_without_its_columns_names_them(tmp_path):
 
 def test_an_item_that_is_neither_text_nor_passage_is_named(tmp_path):
     path = write_jsonl(tmp_path / "train.jsonl", [{"query": "q", "pos": [{"docid": "d"}], "neg": []}])
-    with pytest.raises(DataError, match="column 'pos' row 1 holds .*each item must be a text or a passage"):
+    with pytest.raises(
+        DataError, match="train.jsonl row 1: column 'pos' holds a list holding an object .* no \"text\""
+    ):
         load_pairs(str(path))
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import embedft.data.sources
+import embedft.data.files
 from embedft.data.rows import clean_pairs
 from embedft.data.sources import load_pairs
 from embedft.data.split import sample_pairs, split_pairs
@@ -64,7 +64,7 @@ def test_unreadable_file_is_a_data_error(tmp_path, monkeypatch):
         def denied(path):
             raise PermissionError(13, "Permission denied", str(path))
 
-        monkeypatch.setattr(embedft.data.sources, "check_utf8", denied)
+        monkeypatch.setattr(embedft.data.files, "check_utf8", denied)
     else:
         path.chmod(0)
     with pytest.raises(DataError, match="cannot read .*pairs.jsonl: permission denied"):
@@ -215,7 +215,7 @@ def test_corpus_file_errors(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_corpus_file(str(tmp_path / "missing.txt"))
     bad = write_jsonl(tmp_path / "docs.jsonl", [{"body": "no text field"}])
-    with pytest.raises(DataError, match="line 1 has no 'text' string"):
+    with pytest.raises(DataError, match="line 1 has no 'text'"):
         load_corpus_file(str(bad))
 
 

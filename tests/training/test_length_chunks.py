@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from embedft.training.length_chunks import forward_in_chunks, is_left_padded, length_chunked
+from embedft.training.length_chunks import (
+    CPU_CHUNK_ROWS,
+    chunk_rows,
+    forward_in_chunks,
+    is_left_padded,
+    length_chunked,
+)
 
 TEXTS = [
     "permit",
@@ -60,3 +66,11 @@ def test_a_left_padded_or_small_batch_runs_as_it_is():
     calls = []
     forward_in_chunks(lambda f: calls.append(f) or {"sentence_embedding": None}, {"attention_mask": left}, rows=1)
     assert len(calls) == 1 and calls[0]["attention_mask"] is left
+
+
+def test_auto_chunks_on_the_cpu_only_and_a_number_or_null_is_taken_as_it_is():
+    assert chunk_rows("auto", "cpu") == CPU_CHUNK_ROWS
+    assert chunk_rows("auto", "cuda") is None
+    assert chunk_rows("auto", "cuda:1") is None
+    assert chunk_rows(8, "cuda") == 8
+    assert chunk_rows(None, "cpu") is None

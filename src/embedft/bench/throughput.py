@@ -142,7 +142,7 @@ def measure(
 
     import torch
 
-    from embedft.training.length_chunks import length_chunked
+    from embedft.training.length_chunks import chunk_rows, length_chunked
 
     max_seq_length = 128 if SHAPES.get(shape, {}).get("model_type", "bert") == "bert" else 256
     model = build_model(shape, device, max_seq_length)
@@ -154,7 +154,7 @@ def measure(
             trainer, config = project_trainer(
                 model, rows, folder, device, batch_size, warmup + steps, precision, overrides
             )
-            chunks = config.training.length_chunks
+            chunks = chunk_rows(config.training.length_chunks, device)
         clock = StepClock()
         if device.startswith("cuda"):
             clock.synchronize = torch.cuda.synchronize

@@ -73,13 +73,22 @@ def close_progress_bars() -> None:
         bar.close()
 
 
+# Characters a terminal or str.splitlines() starts a new line at, written as escapes in an error line.
+LINE_BREAKS = str.maketrans({char: ascii(char)[1:-1] for char in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: a line break inside it (e.g. from a text of the user's data) written as its escape."""
+    return message.translate(LINE_BREAKS)
+
+
 def run(main: Callable[[list[str] | None], int]) -> None:
     """Run a script's ``main``; user errors print as one line on stderr and exit with status 2."""
     try:
         code = main(None)
     except EmbedftError as exc:
         close_progress_bars()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt as exc:
         close_progress_bars()

@@ -40,8 +40,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     raw: dict[str, Any] = {}
     if path is not None:
         raw = read_yaml(Path(path))
-    for override in overrides or []:
-        key, value = parse_override(override)
+    parsed = [(override, *parse_override(override)) for override in overrides or []]
+    refuse_repeated_overrides(parsed)
+    for _, key, value in parsed:
         set_dotted(raw, key, value)
     move_deprecated_warmup(raw)
     config = build(RunConfig, raw, prefix="")
@@ -69,18 +70,72 @@ def move_deprecated_warmup(raw: dict[str, Any]) -> None:
         raw["warmup_ratio"] = value
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one YAML mapping, where PyYAML would silently keep the last."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (never the unsafe loader) that refuses a key given twice in one mapping.
+
+    A user who edits one copy of a repeated key and not the other would otherwise never learn why nothing changed.
+    The error names the dotted key (``mining.num_negatives``) and both lines.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.prefixes: dict[int, str] = {}  # id of a mapping node -> the dotted key it stands under
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        prefix = self.prefixes.get(id(node), "")
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *base' keys are overridden by the explicit ones on purpose
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(value_node, yaml.MappingNode):
+                self.prefixes[id(value_node)] = f"{prefix}{key}."
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: SafeLoader's own error follows
+                continue
+            if first is not key_node.start_mark:
+                second = key_node.start_mark
+                where = (
+                    f"line {first.line + 1}, columns {first.column + 1} and {second.column + 1}"
+                    if first.line == second.line
+                    else f"line {first.line + 1} and line {second.line + 1}"
+                )
+                raise DuplicateKeyError(None, None, f"'{prefix}{key}' is given twice, at {where}", second)
+        return super().construct_mapping(node, deep=deep)
+
+
+def yaml_error_message(exc: yaml.YAMLError) -> str:
+    """PyYAML's own reason and where it found it (line and column from 1), with the construct it was reading when
+    that started elsewhere: ``could not find expected ':' at line 21, column 1 (while scanning a simple key at line
+    20, column 1)``."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    text = f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        text += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    elif context:
+        text += f" ({context})"
+    return text
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load`` (never the unsafe loader)."""
+    """Read a YAML mapping with :class:`StrictLoader` (safe, and a key given twice is an error)."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist: pass CONFIG=path/to/config.yaml")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)  # a SafeLoader
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"config file {path}: {exc.problem}: keep one of them") from None
     except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"config file {path} is not valid YAML{line}: fix its syntax") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {yaml_error_message(exc)}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -98,7 +153,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "#" in stripped and stripped[0] not in "'\"[{":
         return key, value  # YAML would drop " #..." as a comment: on one line it is text ("Q #1: ")
     try:
-        parsed = yaml.safe_load(value) if stripped else None
+        parsed = yaml.load(value, Loader=StrictLoader) if stripped else None  # a SafeLoader
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"override '{text}': {exc.problem}: keep one of them") from None
     except yaml.YAMLError:
         return key, value
     if isinstance(parsed, dict) and not stripped.startswith("{"):
@@ -107,8 +164,33 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, parsed
 
 
+def override_leaves(key: str, value: Any) -> list[str]:
+    """The dotted keys an override sets: its key, or each key of a mapping it gives (``mining={a: 1}`` sets
+    ``mining.a``)."""
+    if isinstance(value, dict) and value:
+        return [leaf for name, item in value.items() for leaf in override_leaves(f"{key}.{name}", item)]
+    return [key]
+
+
+def refuse_repeated_overrides(parsed: list[tuple[str, str, Any]]) -> None:
+    """Raise a ConfigError when two overrides ``(text, key, value)`` set the same key (or one a section the other
+    sets a key of): the last would win silently, as a key given twice in YAML would."""
+    given: list[tuple[str, str]] = []  # (dotted key, the override that set it)
+    for text, key, value in parsed:
+        leaves = override_leaves(key, value)
+        for leaf in leaves:
+            for other, earlier in given:
+                if leaf == other or leaf.startswith(f"{other}.") or other.startswith(f"{leaf}."):
+                    named = max(leaf, other, key=len)
+                    raise ConfigError(
+                        f"'{named}' is set twice in the overrides ('{earlier}' and '{text}'): keep one of them"
+                    )
+        given += [(leaf, text) for leaf in leaves]
+
+
 def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``raw["a"]["b"] = value`` for the key ``"a.b"``."""
+    """Set ``raw["a"]["b"] = value`` for the key ``"a.b"``; a mapping given for a whole section (``mining={...}``)
+    changes the keys it names and keeps the section's others."""
     parts = key.split(".")
     node = raw
     for part in parts[:-1]:
@@ -116,6 +198,8 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override '{key}': '{part}' is not a section")
         node = child
+    if key in SECTIONS and isinstance(value, dict) and isinstance(node.get(key), dict):
+        value = {**node[key], **value}
     node[parts[-1]] = value
 
 

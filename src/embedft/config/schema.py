@@ -1,6 +1,4 @@
-"""Every option of a run, with its type, default and help text: the schema documents itself
-(``make config-reference`` prints it).
-"""
+"""Every option of a run, with its type, default and help text: the schema documents itself (make config-reference)."""
 
 from __future__ import annotations
 
@@ -28,21 +26,17 @@ class MiningConfig:
 
     num_negatives: int = _option(
         1,
-        "Hard negatives mined per training pair. 1: (query, answer, negative) triplets; more: one (query, answer, "
-        "negative_1, ..., negative_k) row per pair, the extra columns extra negatives for the loss, and a pair that "
-        "got fewer than num_negatives is left out (mine_hard_negatives' n-tuple format; the log and mining.json "
-        "count them). 0: no training mining, the other answers of each batch are the only negatives (in-batch "
-        "negatives; evaluation negatives are still mined).",
+        "Hard negatives mined per training pair. 1: (query, answer, negative) triplets; k > 1: one (query, answer, "
+        "negative_1, ..., negative_k) row per pair, and a pair that got fewer is left out (counted in the log and "
+        "mining.json). 0: in-batch negatives only (the other answers of each batch); evaluation negatives are mined.",
     )
     given_negatives: Literal["mix", "use", "ignore"] = _option(
         "mix",
-        "What to do with negatives the data already has (flagembedding 'neg', tevatron 'negative_passages', pairs "
-        "negative_column), after dropping any that is a positive of the same question or an answer of a held-out "
-        "question (counted in mining.json). 'mix': a pair's given negatives first, mined ones fill up to "
-        "num_negatives (only questions short of given negatives are mined). 'use': the given negatives only; a pair "
-        "with fewer than num_negatives is left out (counted), nothing is mined. 'ignore': mine as if there were none. "
-        "Of more than num_negatives given, sampling_strategy 'top' takes the first in the data's order, 'random' a "
-        "seeded sample. Evaluation negatives are always mined.",
+        "Negatives the data already has (flagembedding 'neg', tevatron 'negative_passages', negative_column), less "
+        "any that is a positive of the question or an answer of a held-out question (counted in mining.json). 'mix': "
+        "the given ones first, mined ones fill up to num_negatives. 'use': the given ones only; a pair with fewer "
+        "than num_negatives is left out (counted). 'ignore': mine as if there were none. Of more than num_negatives "
+        "given, sampling_strategy 'top' takes the first, 'random' a seeded sample (evaluation negatives: mined).",
     )
     batch_size: int = _option(512, "Batch size with which the mining model encodes texts.")
     margin: float | None = _option(
@@ -177,11 +171,11 @@ class TrainingConfig:
         "strength 5), 'all_negatives'; null: off.",
     )
     hardness_strength: float = _option(0.0, "Strength of hardness_mode (0 or more).")
-    length_chunks: int | None = _option(
-        None,
-        "Encode each text column of a training batch in length-sorted chunks of this many texts, each padded only to "
-        "its own longest text (rounded up to 32 tokens): less padding computed, the same batches and loss. null: "
-        "the whole column at once.",
+    length_chunks: int | Literal["auto"] | None = _option(
+        "auto",
+        "Encode each text column of a training batch in length-sorted chunks of this many texts, each padded to its "
+        "own longest (rounded up to 32 tokens): less padding, the same batches and loss. 'auto': 16 on the CPU "
+        "(1.6x the steps/s on MiniLM, docs/benchmarks.md), whole columns on a GPU (unmeasured there); null: whole.",
     )
     best_on_dev: bool = _option(
         True,
@@ -249,8 +243,9 @@ class RunConfig:
     # Data
     dataset_name: str = _option(
         PACKAGED_FAQ,
-        "Where the (query, answer) pairs come from: 'packaged:construction-faq' (shipped, offline), a local "
-        ".jsonl/.json/.csv/.parquet file or data set folder, or a Hugging Face hub name such as 'ayushexel/xyneft'.",
+        "Where the pairs come from: 'packaged:construction-faq' (shipped, offline), a local .jsonl/.json/.csv/.tsv/"
+        ".parquet file (the text ones also as .gz, .bz2, .xz, .zst), a folder of them or a saved data set, or a hub "
+        "name such as 'ayushexel/xyneft'.",
     )
     dataset_split: str = _option("train", "Split to read from a hub data set or data set folder.")
     dataset_config: str | None = _option(
@@ -274,6 +269,17 @@ class RunConfig:
         "is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/{train,dev,test}.tsv): the train qrels train, the test "
         "qrels are the held-out questions, the dev qrels (when present) the dev questions, the corpus the pool; a "
         "qrel score of 0 is not a positive and higher scores are graded relevance.",
+    )
+    csv_delimiter: str | None = _option(
+        None,
+        "The column separator of a .csv/.tsv file (e.g. ';'); null: a tab for .tsv, else guessed from the first lines "
+        "(',', ';', tab or '|'). Every cell is read as text.",
+    )
+    skip_wrong_types: bool = _option(
+        False,
+        "A row whose text column (query, answers, negatives, split_column) holds no text (an object, list, number or "
+        "true/false) or whose relevance_column holds no whole number stops the run with its row; true: such rows are "
+        "left out and counted (wrong_type_dropped).",
     )
     query_column: str = _option("query", "Column holding the questions (anchors), in every data_format.")
     answer_column: str = _option("answer", "Column holding the answers (positives) in pairs data.")
@@ -381,10 +387,9 @@ class RunConfig:
     )
     merge_with_base: float | Literal["auto", "off", False] = _option(  # YAML reads a bare off as false
         "auto",
-        "Interpolate the trained weights with the base model's, w = (1 - a) * base + a * trained (WiSE-FT), to keep "
-        "what the base model knew. 'auto': with dev questions, score a = 0.5, 0.7, 0.85 and 1.0 on them and keep the "
-        "best (metrics.json merge records each); without dev questions, off. A number in [0, 1]: that a. 'off': the "
-        "trained model as it is.",
+        "Interpolate the trained weights with the base model's, w = (1 - a) * base + a * trained (WiSE-FT). 'auto': "
+        "with dev questions, the best on them of a = 0.5, 0.7, 0.85, 1.0 (each recorded in metrics.json merge); "
+        "without, off. A number in [0, 1]: that a. 'off': the trained model as it is.",
     )
     device: str | None = _option(
         None,
@@ -401,8 +406,8 @@ class RunConfig:
     license: str | None = _option(None, "License of the final model for its card, e.g. 'apache-2.0'.")
     hub_model_id: str | None = _option(
         None,
-        "Push the final model to this Hugging Face hub repo ('user/name') when the run has finished (log in with "
-        "HF_TOKEN or 'hf auth login'); null: never pushed. A failed push is one warning and the local model is kept.",
+        "Push the final model to this hub repo ('user/name') when the run has finished (HF_TOKEN or 'hf auth login'); "
+        "null: never. A failed push is one warning, and the local model is kept.",
     )
     hub_private: bool = _option(True, "Create the hub_model_id repo as private (when it does not exist yet).")
     # Sections

@@ -46,7 +46,7 @@ def validate_sizes(config: RunConfig) -> None:
         "mining.chunk_size": config.mining.chunk_size,
         "training.max_steps": config.training.max_steps,
         "training.mini_batch_size": config.training.mini_batch_size,
-        "training.length_chunks": config.training.length_chunks,
+        "training.length_chunks": None if config.training.length_chunks == "auto" else config.training.length_chunks,
         "evaluation.batch_size": config.evaluation.batch_size,
     }
     for key, value in positive.items():
@@ -290,6 +290,12 @@ def validate_data_options(config: RunConfig) -> None:
             )
     if config.data_format == "beir":
         check_beir_options(config)
+    delimiter = config.csv_delimiter
+    if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise ConfigError(
+            f"'csv_delimiter' must be one character other than a quote or a line break (e.g. ';' or \"\\t\"), got "
+            f"{delimiter!r}"
+        )
     if config.relevance_column is not None and config.relevance_column in (config.query_column, config.answer_column):
         raise ConfigError(
             f"'relevance_column' is '{config.relevance_column}', also the query or answer column: set it to the "

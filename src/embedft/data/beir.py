@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedft.columns import ANSWER, QUERY, RELEVANCE
+from embedft.data.files import check_utf8, iter_json_lines
 from embedft.data.formats import with_title
-from embedft.data.sources import check_utf8, iter_json_lines
+from embedft.data.values import json_row_problem, whole_number
 from embedft.errors import DataError
 
 if TYPE_CHECKING:
@@ -94,11 +95,16 @@ def read_texts(path: Path, titled: bool) -> dict[str, str]:
     """``{_id: text}`` of a BEIR ``corpus.jsonl`` (``titled``: title + " " + text) or ``queries.jsonl``."""
     check_utf8(path)
     texts: dict[str, str] = {}
+    fields = {"_id": True, "text": True, **({"title": False} if titled else {})}
     for number, row in iter_json_lines(path):
-        if "_id" not in row or not isinstance(row.get("text"), str):
-            raise DataError(f"{path} line {number} needs '_id' and a 'text' string, as BEIR rows have")
+        issue = json_row_problem(row, fields)
+        if issue is not None:
+            raise DataError(
+                f'{path} line {number} {issue}: BEIR rows are {{"_id": "...", "text": "..."}} (corpus rows '
+                'also "title"), ids and texts as text'
+            )
         text = with_title(row.get("title"), row["text"]) if titled else row["text"]
-        texts[str(row["_id"])] = text.strip()
+        texts[row["_id"]] = text.strip()
     if not texts:
         raise DataError(f"{path} holds no rows")
     return texts
@@ -114,9 +120,8 @@ def read_qrels(path: Path) -> list[tuple[str, str, int]]:
                 continue
             if len(row) < 3:
                 raise DataError(f"{path} line {number} must hold query-id, corpus-id and score, tab-separated")
-            try:
-                score = int(float(row[2]))
-            except ValueError:
-                raise DataError(f"{path} line {number}: score '{row[2]}' is not a number") from None
+            score = whole_number(row[2])
+            if score is None:
+                raise DataError(f"{path} line {number}: score '{row[2]}' is not a whole number (0, 1, 2, ...)")
             rows.append((row[0], row[1], score))
     return rows

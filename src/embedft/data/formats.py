@@ -6,6 +6,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from embedft.columns import ANSWER, FORMAT_COLUMNS, GIVEN_NEGATIVES, QUERY
+from embedft.data.readers import CSV_DELIMITERS
+from embedft.data.values import TEXT, TEXTS, check_values
 from embedft.errors import DataError
 
 if TYPE_CHECKING:
@@ -38,6 +40,23 @@ def detect_format(columns: list[str], data_format: str, answer_column: str, nega
     return "pairs"
 
 
+def is_text_feature(feature: object) -> bool:
+    """Whether a datasets feature holds one text (or null) per row, so the column is read as it is."""
+    from datasets import Value
+
+    return isinstance(feature, Value) and feature.dtype in ("string", "large_string", "null")
+
+
+def delimiter_hint(columns: list[str], missing: str) -> str:
+    """A hint for a CSV read with the wrong delimiter: one column whose name holds ``missing`` and a separator."""
+    for name in columns:
+        for delimiter in CSV_DELIMITERS:
+            if missing in name and delimiter in name:
+                value = '"\\t"' if delimiter == "\t" else f"'{delimiter}'"
+                return f" (the file looks separated by {value}: set csv_delimiter: {value})"
+    return ""
+
+
 def is_list_feature(feature: object) -> bool:
     """Whether a datasets feature holds a list per row (lists of texts, of passages, ...)."""
     from datasets import LargeList, List
@@ -52,9 +71,15 @@ def to_pairs(
     answer_column: str,
     negative_column: str | None,
     source: str,
-) -> Dataset:
+    checked: dict[str, str] | None = None,
+    skip_wrong_types: bool = False,
+) -> tuple[Dataset, int]:
     """Turn rows of any supported layout into pairs: ``query``, ``answer``, then ``given_negatives`` when the data
-    has negatives, then the other columns.
+    has negatives, then the other columns; with the number of rows left out for a value of the wrong type.
+
+    Every column read is checked first (:func:`~embedft.data.values.check_values`): the query a text, answers and
+    negatives texts or passages, and the columns of ``checked`` (e.g. ``{split_column: "text"}``) as their kind says;
+    a wrong value stops with its row, or with ``skip_wrong_types`` its row is left out and counted.
 
     Plain pairs with one text per cell are only renamed (the data stays memory-mapped). A list of answers, a
     FlagEmbedding row ``{query, pos: [...], neg: [...]}`` or a Tevatron row ``{query, positive_passages: [{docid,
@@ -64,7 +89,8 @@ def to_pairs(
     FlagEmbedding's ``pos_scores``) are left out; scalar ones (e.g. ``query_id``, a split column) are kept.
 
     Raises:
-        DataError: a column is missing, the query column holds lists, or a column holds lists written as text.
+        DataError: a column is missing, the query column holds lists, a value has the wrong type, or a column holds
+            lists written as text.
     """
     columns = dataset.column_names
     layout = detect_format(columns, data_format, answer_column, negative_column)
@@ -82,6 +108,7 @@ def to_pairs(
         if column not in columns:
             raise DataError(
                 f"column '{column}' not found in {source} (columns: {', '.join(columns)}): {fix.format(key=key)}"
+                + delimiter_hint(columns, column)
             )
     if layout == "pairs" and query_column == answer_column:
         raise DataError(f"query_column and answer_column are both '{query_column}': set them to different columns")
@@ -90,11 +117,18 @@ def to_pairs(
             f"column '{query_column}' of {source} holds lists, and a question is one text: set query_column to a "
             "column of texts"
         )
+    kinds = {query_column: TEXT, positive_column: TEXTS, **({negative_column: TEXTS} if negative_column else {})}
+    kinds |= {column: kind for column, kind in (checked or {}).items() if column in columns and column not in kinds}
+    dataset, wrong = check_values(dataset, kinds, source, skip_wrong_types)
     for column in (query_column, positive_column, negative_column):
         if column is not None:
             refuse_text_lists(dataset, column, source)
-    if layout == "pairs" and negative_column is None and not is_list_feature(dataset.features[answer_column]):
-        return rename_pair_columns(dataset, query_column, answer_column)
+    if (
+        layout == "pairs"
+        and negative_column is None
+        and all(is_text_feature(dataset.features[c]) for c in (query_column, answer_column))
+    ):
+        return rename_pair_columns(dataset, query_column, answer_column), wrong
     if layout != "pairs":
         logger.info(
             "Reading %s as %s rows: one pair per '%s' item%s",
@@ -103,7 +137,9 @@ def to_pairs(
             positive_column,
             f", '{negative_column}' as given negatives" if negative_column else "",
         )
-    return explode_rows(dataset, query_column, positive_column, negative_column, source)
+    pairs = explode_rows(dataset, query_column, positive_column, negative_column, source)
+    unused = negative_column is None and GIVEN_NEGATIVES in pairs.column_names
+    return (pairs.remove_columns(GIVEN_NEGATIVES) if unused else pairs), wrong
 
 
 def refuse_text_lists(dataset: Dataset, column: str, source: str) -> None:
@@ -144,8 +180,6 @@ def passage_texts(value: object, column: str, row: int) -> list[str]:
         return [text for item in value for text in passage_texts(item, column, row)]
     if isinstance(value, str):
         return [value]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return [str(value)]
     if isinstance(value, dict) and isinstance(value.get("text"), str):
         return [with_title(value.get("title"), value["text"])]
     raise DataError(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from embedft.columns import ANSWER, GIVEN_NEGATIVES, QUERY
 from embedft.config.schema import RunConfig
 from embedft.data.beir import SPLIT, read_beir_folder
+from embedft.data.formats import to_pairs
 from embedft.data.rows import (
     CleaningStats,
     clean_pairs,
@@ -21,7 +22,7 @@ from embedft.data.rows import (
     negatives_digest,
     pairs_digest,
 )
-from embedft.data.sources import load_corpus_file, load_pairs
+from embedft.data.sources import load_corpus_file, load_rows
 from embedft.data.split import (
     AUTO_DEV_MAX_QUESTIONS,
     SharedWithHeldOut,
@@ -32,6 +33,7 @@ from embedft.data.split import (
     sample_questions,
     split_by_column,
 )
+from embedft.data.values import GRADE, TEXT
 from embedft.errors import DataError
 
 if TYPE_CHECKING:
@@ -114,6 +116,7 @@ class PreparedData:
         """The sizes a person checks first, for the log and ``metrics.json``."""
         counts = {
             "rows_loaded": self.stats.rows_in,
+            "wrong_type_dropped": self.stats.wrong_type_dropped,
             "empty_dropped": self.stats.empty_dropped,
             "duplicates_dropped": self.stats.duplicates_dropped,
             "train_overlap_dropped": self.shared.dropped if self.shared is not None else 0,
@@ -141,34 +144,46 @@ class PreparedData:
         return counts
 
 
-def load_raw_pairs(config: RunConfig, source: str, evaluation: bool = False) -> Dataset:
+def load_raw_pairs(config: RunConfig, source: str, evaluation: bool = False) -> tuple[Dataset, int]:
     """Load ``source`` with the configured format, columns and split (``evaluation``: ``source`` is
     ``eval_dataset_name``, read with ``eval_dataset_config`` and ``eval_dataset_revision``), before cleaning; with
-    ``relevance_column``, its grades read into ``relevance``."""
-    pairs = load_pairs(
+    ``relevance_column``, its grades read into ``relevance``. Also returns how many rows ``skip_wrong_types`` left
+    out (a text column, ``split_column`` included, holding no text, or ``relevance_column`` no whole number)."""
+    rows = load_rows(
         source,
-        config.query_column,
-        config.answer_column,
         config.dataset_split,
         config.cache_dir,
-        data_format=config.data_format,
-        negative_column=config.negative_column,
         subset=config.eval_dataset_config if evaluation else config.dataset_config,
         revision=config.eval_dataset_revision if evaluation else config.dataset_revision,
         key="eval_dataset_name" if evaluation else "dataset_name",
+        csv_delimiter=config.csv_delimiter,
     )
-    return graded_pairs(pairs, config.relevance_column) if config.relevance_column is not None else pairs
+    checked = {config.relevance_column: GRADE} if config.relevance_column is not None else {}
+    checked |= {config.split_column: TEXT} if config.split_column is not None else {}
+    pairs, wrong = to_pairs(
+        rows,
+        config.data_format,
+        config.query_column,
+        config.answer_column,
+        config.negative_column,
+        source,
+        checked=checked,
+        skip_wrong_types=config.skip_wrong_types,
+    )
+    return (graded_pairs(pairs, config.relevance_column) if config.relevance_column is not None else pairs), wrong
 
 
-def clean_and_log(pairs: Dataset, source: str) -> tuple[Dataset, CleaningStats]:
-    """:func:`clean_pairs`, with a log line of what was dropped from ``source``."""
-    pairs, stats = clean_pairs(pairs)
+def clean_and_log(pairs: Dataset, source: str, wrong_type_dropped: int = 0) -> tuple[Dataset, CleaningStats]:
+    """:func:`clean_pairs`, with a log line of what was dropped from ``source`` (``wrong_type_dropped``: rows
+    left out before, for a value of the wrong type)."""
+    pairs, stats = clean_pairs(pairs, source, wrong_type_dropped)
     logger.info(
-        "Loaded %d pairs from %s: dropped %d with an empty query or answer and %d duplicates, kept %d",
+        "Loaded %d pairs from %s: dropped %d with an empty query or answer and %d duplicates%s, kept %d",
         stats.rows_in,
         source,
         stats.empty_dropped,
         stats.duplicates_dropped,
+        f" (and left out {wrong_type_dropped} rows of the wrong type)" if wrong_type_dropped else "",
         stats.rows_out,
     )
     return pairs, stats
@@ -176,7 +191,8 @@ def clean_and_log(pairs: Dataset, source: str) -> tuple[Dataset, CleaningStats]:
 
 def load_clean_pairs(config: RunConfig, source: str, evaluation: bool = False) -> tuple[Dataset, CleaningStats]:
     """Load ``source`` (:func:`load_raw_pairs`), clean it, and log what was dropped."""
-    return clean_and_log(load_raw_pairs(config, source, evaluation), source)
+    pairs, wrong = load_raw_pairs(config, source, evaluation)
+    return clean_and_log(pairs, source, wrong)
 
 
 def retrieval_pool(config: RunConfig) -> list[str]:
@@ -196,23 +212,24 @@ def retrieval_pool(config: RunConfig) -> list[str]:
 def given_sides(config: RunConfig) -> tuple[dict[str, Dataset], CleaningStats, list[str]]:
     """The sides of a given split, each cleaned on its own (so cleaning never moves a pair across the split): train
     and test, and dev from a BEIR folder's dev qrels; with the documents the source brings besides its pairs."""
+    wrong = dict.fromkeys(("train", "test", "dev"), 0)  # rows left out for a wrong type, counted once
+    documents: list[str] = []
     if config.data_format == "beir":
         folder = read_beir_folder(config.dataset_name)
         sides = split_by_column(folder.pairs, SPLIT, "train", "test", dev_value="dev")
         documents = folder.documents
     elif config.eval_dataset_name is not None:
-        sides = {"train": load_raw_pairs(config, config.dataset_name)}
-        sides["test"] = load_raw_pairs(config, config.eval_dataset_name, evaluation=True)
-        documents = []
+        train, wrong["train"] = load_raw_pairs(config, config.dataset_name)
+        test, wrong["test"] = load_raw_pairs(config, config.eval_dataset_name, evaluation=True)
+        sides = {"train": train, "test": test}
     else:
-        raw = load_raw_pairs(config, config.dataset_name)
+        raw, wrong["train"] = load_raw_pairs(config, config.dataset_name)  # of the whole file, before its split
         sides = split_by_column(raw, config.split_column, config.train_split_value, config.test_split_value)
-        documents = []
     cleaned: dict[str, Dataset] = {}
     stats: list[CleaningStats] = []
     for name, side in sides.items():
         source = config.eval_dataset_name if name == "test" and config.eval_dataset_name else config.dataset_name
-        cleaned[name], side_stats = clean_and_log(side, f"{source} ({name})")
+        cleaned[name], side_stats = clean_and_log(side, f"{source} ({name})", wrong[name])
         stats.append(side_stats)
     return cleaned, CleaningStats.total(stats), documents
 

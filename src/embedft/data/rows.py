@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from embedft.columns import ANSWER, GIVEN_NEGATIVES, QUERY, RELEVANCE
+from embedft.data.values import whole_number
 from embedft.errors import DataError
 
 if TYPE_CHECKING:
@@ -22,10 +23,11 @@ logger = logging.getLogger(__name__)
 class CleaningStats:
     """How many rows :func:`clean_pairs` kept and why it dropped the others."""
 
-    rows_in: int
+    rows_in: int  # every row read, wrong_type_dropped included
     empty_dropped: int
     duplicates_dropped: int
     rows_out: int
+    wrong_type_dropped: int = 0  # left out before cleaning by skip_wrong_types (rows of the file)
 
     @classmethod
     def total(cls, parts: list[CleaningStats]) -> CleaningStats:
@@ -50,17 +52,24 @@ def text_digest(*texts: str) -> bytes:
     return hashlib.blake2b("\0".join(texts).encode("utf-8"), digest_size=16).digest()
 
 
-def clean_pairs(dataset: Dataset) -> tuple[Dataset, CleaningStats]:
+def clean_pairs(
+    dataset: Dataset, source: str = "the data set", wrong_type_dropped: int = 0
+) -> tuple[Dataset, CleaningStats]:
     """Drop pairs with an empty query or answer and exact duplicate pairs; strip surrounding whitespace.
 
     The rows are read a batch at a time and duplicates found by hash; when no text needed stripping, the result
     selects rows of ``dataset`` (still memory-mapped) instead of copying the texts.
 
+    Args:
+        dataset: pairs whose ``query`` and ``answer`` hold texts (or null: empty).
+        source: the data set's name, for the error.
+        wrong_type_dropped: rows left out before, for a value of the wrong type, counted in the stats.
+
     Returns:
         The cleaned data set and the counts of what was dropped.
 
     Raises:
-        DataError: nothing is left.
+        DataError: nothing is left (the file holds no rows, or none survives cleaning).
     """
     from datasets import Dataset
 
@@ -69,8 +78,8 @@ def clean_pairs(dataset: Dataset) -> tuple[Dataset, CleaningStats]:
     empty = duplicates = 0
     stripped = False
     for index, (query, answer) in enumerate(iter_pairs(dataset)):
-        clean_query = str(query).strip() if query is not None else ""
-        clean_answer = str(answer).strip() if answer is not None else ""
+        clean_query = query.strip() if query is not None else ""
+        clean_answer = answer.strip() if answer is not None else ""
         if not clean_query or not clean_answer:
             empty += 1
             continue
@@ -82,22 +91,33 @@ def clean_pairs(dataset: Dataset) -> tuple[Dataset, CleaningStats]:
         seen.add(digest)
         keep.append(index)
     del seen
-    stats = CleaningStats(len(dataset), empty, duplicates, len(keep))
+    rows_in = len(dataset) + wrong_type_dropped
+    stats = CleaningStats(rows_in, empty, duplicates, len(keep), wrong_type_dropped)
     if not keep:
-        raise DataError(
-            f"the data set is empty after cleaning ({len(dataset)} rows, {empty} with an empty query or answer, "
-            f"{duplicates} duplicates): check the file and the query_column/answer_column settings"
-        )
+        raise DataError(empty_message(source, stats))
     others = [c for c in dataset.column_names if c not in (QUERY, ANSWER)]
     kept = dataset.select(keep) if len(keep) < len(dataset) else dataset
     if not stripped:
         return kept.select_columns([QUERY, ANSWER, *others]), stats
-    clean_queries = [str(query).strip() for query in kept[QUERY]]
-    clean_answers = [str(answer).strip() for answer in kept[ANSWER]]
+    clean_queries = [query.strip() for query in kept[QUERY]]
+    clean_answers = [answer.strip() for answer in kept[ANSWER]]
     cleaned = Dataset.from_dict({QUERY: clean_queries, ANSWER: clean_answers})
     if others:
         cleaned = kept.select_columns(others).add_column(QUERY, clean_queries).add_column(ANSWER, clean_answers)
     return cleaned.select_columns([QUERY, ANSWER, *others]), stats
+
+
+def empty_message(source: str, stats: CleaningStats) -> str:
+    """Why no pair is left of ``source``, in words: it holds no rows, or each row was dropped (and why)."""
+    if stats.rows_in == 0:
+        return f"{source} holds no rows: it must hold (query, answer) pairs"
+    reasons = [f"{stats.empty_dropped} with an empty query or answer", f"{stats.duplicates_dropped} duplicates"]
+    if stats.wrong_type_dropped:
+        reasons.append(f"{stats.wrong_type_dropped} left out for a value of the wrong type (skip_wrong_types)")
+    return (
+        f"{source} is empty after cleaning ({stats.rows_in} rows: {', '.join(reasons)}): check the file and the "
+        "query_column/answer_column settings"
+    )
 
 
 def document_pool(answers: list[str], extra_documents: list[str] | None = None) -> list[str]:
@@ -125,22 +145,6 @@ def negatives_digest(pairs: Dataset) -> str:
         for query, answer, negatives in iter_rows(pairs, QUERY, ANSWER, GIVEN_NEGATIVES)
     )
     return hashlib.sha256(b"".join(rows)).hexdigest()
-
-
-def whole_number(value: object) -> int | None:
-    """``value`` as an int when it is a whole number (``2``, ``2.0``, ``"2"``), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None
 
 
 def graded_pairs(dataset: Dataset, column: str) -> Dataset:

@@ -18,7 +18,7 @@ from embedft.errors import TrainingError
 from embedft.training.arguments import build_training_arguments
 from embedft.training.callbacks import BaselineLogger, FirstStepClock, ResumedIntervals
 from embedft.training.history import TrainingResult, history_from_log, mean_logged_loss
-from embedft.training.length_chunks import length_chunked
+from embedft.training.length_chunks import chunk_rows, length_chunked
 from embedft.training.losses import build_loss
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ def train_model(
     if baseline:
         trainer.add_callback(BaselineLogger(trainer, baseline))
     try:
-        with length_chunked(model, config.training.length_chunks):
+        with length_chunked(model, chunk_rows(config.training.length_chunks, device)):
             output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     except NonFiniteLoss as exc:
         hint = "lower learning_rate"
