@@ -33,3 +33,13 @@ def test_shapes_are_built_with_random_weights_and_triplets_have_mixed_lengths():
     lengths = [len(model.tokenizer(text)["input_ids"]) for text in rows["answer"]]
     assert max(lengths) <= 128 and min(lengths) < 40 < max(lengths)
     assert len(set(rows["query"])) == 50  # no duplicates for the no-duplicates sampler
+
+
+def test_an_override_of_the_benchs_own_key_or_an_unknown_key_stops_before_any_timing(tmp_path):
+    for override in ("batch_size=8", "training.no_such_key=1"):
+        result = run_script(
+            "bench_throughput.py", "--shape", "tiny", "--device", "cpu", "--output-dir", str(tmp_path), override
+        )
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+        assert not (tmp_path / "results.json").exists()

@@ -68,6 +68,19 @@ def test_a_left_padded_or_small_batch_runs_as_it_is():
     assert len(calls) == 1 and calls[0]["attention_mask"] is left
 
 
+def test_a_forward_already_patched_on_the_model_is_given_back(minilm):
+    def patched(features, **kwargs):
+        return type(minilm).forward(minilm, features, **kwargs)
+
+    minilm.forward = patched
+    try:
+        with length_chunked(minilm, 2):
+            assert minilm.forward is not patched
+        assert minilm.forward is patched
+    finally:
+        del minilm.forward
+
+
 def test_auto_chunks_on_the_cpu_only_and_a_number_or_null_is_taken_as_it_is():
     assert chunk_rows("auto", "cpu") == CPU_CHUNK_ROWS
     assert chunk_rows("auto", "cuda") is None

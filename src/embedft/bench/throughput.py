@@ -202,13 +202,16 @@ def plain_trainer(model, rows, folder, device, batch_size, steps, precision):
     return SentenceTransformerTrainer(model=model, args=args, train_dataset=rows, loss=loss)
 
 
-def project_trainer(model, rows, folder, device, batch_size, steps, precision, overrides=()):
-    """embedft's trainer with the run config's defaults (what ``make train-embed`` trains with), and ``overrides``
-    (``key=value``, to measure one lever)."""
-    from embedft.config.parsing import load_config
-    from embedft.training.trainer import build_trainer
+def project_config(batch_size: int, steps: int, precision: str, overrides=()) -> Any:
+    """The run config embedft's path trains with: the defaults (what ``make train-embed`` trains with), the bench's
+    fixed keys, and ``overrides`` (``key=value``, to measure one lever).
 
-    config = load_config(
+    Raises:
+        ConfigError: an override is not a valid key or value, or sets one of the bench's own keys.
+    """
+    from embedft.config.parsing import load_config
+
+    return load_config(
         None,
         [
             f"batch_size={batch_size}",
@@ -222,6 +225,13 @@ def project_trainer(model, rows, folder, device, batch_size, steps, precision, o
             *overrides,
         ],
     )
+
+
+def project_trainer(model, rows, folder, device, batch_size, steps, precision, overrides=()):
+    """embedft's trainer on :func:`project_config`."""
+    from embedft.training.trainer import build_trainer
+
+    config = project_config(batch_size, steps, precision, overrides)
     return build_trainer(model, rows, None, None, config, folder, device), config
 
 
@@ -248,6 +258,7 @@ def compare(
     change the project's config (``key=value``)."""
     import subprocess
 
+    project_config(batch_size, warmup + steps, precision, overrides)  # a bad override stops before any timing
     results = {}
     for path in ("plain", "project"):
         arguments = [path, shape, device, str(batch_size), str(steps), str(warmup), precision, *overrides]

@@ -47,6 +47,7 @@ def length_chunked(model: SentenceTransformer, rows: int | None) -> Iterator[Non
         yield
         return
     forward = model.forward
+    own_forward = model.__dict__.get("forward")  # a forward already patched on this model (e.g. bf16 encoding)
 
     def chunked(features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         return forward_in_chunks(forward, features, rows, **kwargs)
@@ -55,7 +56,10 @@ def length_chunked(model: SentenceTransformer, rows: int | None) -> Iterator[Non
     try:
         yield
     finally:
-        del model.forward
+        if own_forward is None:
+            del model.forward
+        else:
+            model.forward = own_forward
 
 
 def forward_in_chunks(
