@@ -32,11 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="An earlier results folder to add to: its finished runs are read back, a stopped one is resumed.",
     )
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="Further config overrides (every run).")
-    common.add_set_line(parser)
-    args = parser.parse_args(argv)
-    args.overrides += args.set_line
-    return args
+    common.add_overrides(parser, "Further config overrides (every run).")
+    return common.parse_overrides(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,11 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", default=None, help="Use this data set instead of synthetic pairs.")
     parser.add_argument("--config", default="configs/bench-scale.yaml", help="Config (default: %(default)s).")
     parser.add_argument("--recall-queries", type=int, default=1000, help="Queries sampled for candidate recall.")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="Further config overrides.")
-    common.add_set_line(parser)
-    args = parser.parse_args(argv)
-    args.overrides += args.set_line
-    return args
+    common.add_overrides(parser, "Further config overrides.")
+    return common.parse_overrides(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,11 +26,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="Steps before the timing starts (%(default)s).")
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="(%(default)s)")
     parser.add_argument("--output-dir", required=True, help="Folder for results.json and results.md.")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="Config overrides of embedft's path.")
-    common.add_set_line(parser)
-    args = parser.parse_args(argv)
-    args.overrides += args.set_line
-    return args
+    common.add_overrides(parser, "Config overrides of embedft's path.")
+    return common.parse_overrides(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

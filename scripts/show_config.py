@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     action.add_argument("--get", metavar="KEY", help="Print the value of one (dotted) key.")
     action.add_argument("--reference", action="store_true", help="Print every option as a Markdown table.")
     action.add_argument("--make-dirs", action="store_true", help="Create output_dir (and cache_dir when set).")
-    return parser.parse_args(argv)
+    return common.parse_overrides(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference:
         print(reference())
         return 0
-    config = common.load_checked_config(args.config, args.overrides + args.set_line)
+    config = common.load_checked_config(args.config, args.overrides)
     values = config.to_dict()
     if args.get:
         node = values

@@ -31,6 +31,19 @@ TINY_RUN = [
 ]
 
 
+def wait_for_a_checkpoint(process: subprocess.Popen, output_dir, timeout: float = 400) -> list:
+    """The run folders under ``output_dir`` once the first has a complete checkpoint (or the process ended, or
+    ``timeout`` seconds passed)."""
+    deadline = time.monotonic() + timeout
+    runs = []
+    while time.monotonic() < deadline and process.poll() is None:
+        runs = [p for p in output_dir.glob("*") if (p / "checkpoints").is_dir()]
+        if runs and last_checkpoint(runs[0] / "checkpoints"):
+            break
+        time.sleep(0.2)
+    return runs
+
+
 def test_run_killed_after_a_checkpoint_resumes_to_the_same_step_count(tmp_path):
     output_dir = tmp_path / "outputs"
     log = tmp_path / "run.log"
@@ -40,13 +53,8 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_step_count(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),
     )
-    deadline = time.monotonic() + 400
     try:
-        while time.monotonic() < deadline and process.poll() is None:
-            runs = [p for p in output_dir.glob("*") if (p / "checkpoints").is_dir()]
-            if runs and last_checkpoint(runs[0] / "checkpoints"):
-                break
-            time.sleep(0.2)
+        runs = wait_for_a_checkpoint(process, output_dir)
         assert process.poll() is None, f"the run ended before it could be killed: {log.read_text()[-2000:]}"
         with pytest.raises(OutputError, match="in use by another training process"):
             lock_run(runs[0])  # the training process holds its run folder
@@ -111,13 +119,8 @@ def test_ctrl_c_names_the_run_its_last_checkpoint_and_the_resume_command(tmp_pat
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 400
     try:
-        while time.monotonic() < deadline and process.poll() is None:
-            runs = [p for p in output_dir.glob("*") if (p / "checkpoints").is_dir()]
-            if runs and last_checkpoint(runs[0] / "checkpoints"):
-                break
-            time.sleep(0.2)
+        wait_for_a_checkpoint(process, output_dir)
         assert process.poll() is None, "the run ended before it could be interrupted"
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         _, stderr = process.communicate(timeout=120)

@@ -123,8 +123,7 @@ def train_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def train_main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the whole training job (:func:`embedft.run.pipeline.train_embed`) and print its summary."""
-    args = train_parser(prog).parse_args(argv)
-    args.overrides += args.set_line
+    args = common.parse_overrides(train_parser(prog), argv)
     config = common.load_checked_config(args.config, args.overrides)
     use_offline_mode(run_config(config, args.resume).source_names)
     # Imported after use_offline_mode, on purpose: the Hugging Face libraries read HF_HUB_OFFLINE once, when imported.
@@ -156,8 +155,7 @@ def eval_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def eval_main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Score a model on the configured test questions and print (and with ``--output`` write) the metrics."""
-    args = eval_parser(prog).parse_args(argv)
-    args.overrides += args.set_line
+    args = common.parse_overrides(eval_parser(prog), argv)
 
     setup_logging()
     model_path, run_dir, config = resolve_model_and_config(args.model, args.config, args.overrides)
@@ -199,8 +197,7 @@ def infer_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def infer_main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Print the ``--top-k`` best documents of the corpus for each query text."""
-    args = infer_parser(prog).parse_args(argv)
-    args.overrides += args.set_line
+    args = common.parse_overrides(infer_parser(prog), argv)
 
     stdin_text = None if sys.stdin is None or sys.stdin.isatty() or args.texts or args.file else sys.stdin.read()
     queries = read_texts(args.texts, args.file, stdin_text)
@@ -238,8 +235,7 @@ def export_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def export_main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Index the corpus with the model (:func:`embedft.export.export_index`) and say where the files are."""
-    args = export_parser(prog).parse_args(argv)
-    args.overrides += args.set_line
+    args = common.parse_overrides(export_parser(prog), argv)
     model_path, run_dir, config = resolve_model_and_config(args.model, args.config, args.overrides)
     if args.output is None and run_dir is None:
         raise OutputError(f"{model_path} is not a run's model: give --output for the index folder")

@@ -15,15 +15,24 @@ EXIT_USER_ERROR = 2
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_default: str | None) -> None:
-    """``--config PATH``, trailing ``key=value`` overrides and ``--set-line`` (:func:`add_set_line`)."""
+    """``--config PATH`` and the overrides (:func:`add_overrides`)."""
     parser.add_argument("--config", default=config_default, help="YAML config file (default: %(default)s).")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="Override single config keys, e.g. num_epochs=1 mining.num_negatives=2.",
-    )
+    add_overrides(parser, "Override single config keys, e.g. num_epochs=1 mining.num_negatives=2.")
+
+
+def add_overrides(parser: argparse.ArgumentParser, help: str) -> None:
+    """Trailing ``key=value`` overrides and ``--set-line`` (:func:`add_set_line`); :func:`parse_overrides` joins
+    them."""
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=help)
     add_set_line(parser)
+
+
+def parse_overrides(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser``'s arguments, with the ``--set-line`` overrides after the others in ``overrides`` (the later of a
+    key given in both is refused as given twice)."""
+    args = parser.parse_args(argv)
+    args.overrides += args.set_line
+    return args
 
 
 def add_set_line(parser: argparse.ArgumentParser) -> None:
