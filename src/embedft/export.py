@@ -11,7 +11,7 @@ import numpy as np
 
 from embedft.config.schema import RunConfig
 from embedft.errors import OutputError
-from embedft.inference import corpus_cache, load_corpus
+from embedft.inference import corpus_cache, encode_corpus, load_corpus
 from embedft.io import atomic_path, write_json
 from embedft.models.devices import encoding, resolve_device
 from embedft.models.loading import load_configured_model
@@ -44,11 +44,8 @@ def export_index(
     corpus = load_corpus(config, corpus_file)
     model = load_configured_model(config, model_path, resolve_device(config.device, for_training=False), "MODEL")
     cache = corpus_cache(run_dir, config)
-    with encoding(config.evaluation.precision, model):
-        if cache is not None:
-            vectors = cache.embeddings(model, corpus, "document", config.evaluation.batch_size, "Encoding the corpus")
-        else:
-            vectors = model.encode_document(corpus, batch_size=config.evaluation.batch_size)
+    with encoding(config.evaluation.precision, model):  # as the final evaluation encoded the run's pool
+        vectors = encode_corpus(model, corpus, config.evaluation.batch_size, cache)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     cosine = model.similarity_fn_name in (None, "cosine")
     if cosine:

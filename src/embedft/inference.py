@@ -19,6 +19,7 @@ from embedft.run.files import RunFiles
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import numpy as np
     from sentence_transformers.sentence_transformer import SentenceTransformer
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,7 @@ def search(
     import torch
     from sentence_transformers.util import semantic_search
 
-    if cache is not None:
-        vectors = cache.embeddings(model, corpus, "document", batch_size, "Encoding the corpus")
-        corpus_embeddings = torch.from_numpy(vectors).to(model.device)
-    else:
-        corpus_embeddings = model.encode_document(corpus, batch_size=batch_size, convert_to_tensor=True)
+    corpus_embeddings = torch.from_numpy(encode_corpus(model, corpus, batch_size, cache)).to(model.device)
     started = time.perf_counter()
     query_embeddings = model.encode_query(queries, batch_size=batch_size, convert_to_tensor=True)
     results = semantic_search(
@@ -66,6 +63,16 @@ def search(
         1000 * (time.perf_counter() - started),
     )
     return [[Hit(score=float(hit["score"]), text=corpus[hit["corpus_id"]]) for hit in hits] for hits in results]
+
+
+def encode_corpus(
+    model: SentenceTransformer, corpus: list[str], batch_size: int, cache: EmbeddingCache | None
+) -> np.ndarray:
+    """The documents' embeddings (``encode_document``): read from ``cache`` when given, and only the documents not
+    in it encoded and added; without a cache, all encoded."""
+    if cache is not None:
+        return cache.embeddings(model, corpus, "document", batch_size, "Encoding the corpus")
+    return model.encode_document(corpus, batch_size=batch_size)
 
 
 def read_texts(arguments: list[str], file: str | None, stdin_text: str | None) -> list[str]:
