@@ -118,6 +118,9 @@ def test_ctrl_c_names_the_run_its_last_checkpoint_and_the_resume_command(tmp_pat
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background (`make test &`, nohup) ignores SIGINT, and the child would inherit that
+        # and never see the Ctrl-C: the default comes back before the child starts, as in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_for_a_checkpoint(process, output_dir)
